@@ -1,0 +1,214 @@
+"""Double DQN with a Huber loss, a target network and a linear epsilon-greedy schedule.
+
+The update is :meth:`DQNAgent.losses`; the runner owns the optimiser step (sum of losses,
+backward, gradient clipping to ``max_grad_norm``, ``optimizer.step()``) and then calls
+:meth:`DQNAgent.after_optimizer_step`, which maintains the target network.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field, PositiveInt
+
+from l2rl.config import ConfigError, PluginConfig
+from l2rl.core import Agent, AgentServices, BatchSource
+from l2rl.types import EnvSpec, Losses, Step, TaskInfo, TransitionBatch
+
+from .networks import QNetwork
+
+
+def linear_schedule(start: float, end: float, duration: int, step: int) -> float:
+    """``start`` moving linearly to ``end`` over ``duration`` steps, then ``end``."""
+    fraction = min(step / duration, 1.0)
+    return start + fraction * (end - start)
+
+
+class DQNAgent(Agent):
+    """Double DQN (van Hasselt et al. 2016) for discrete actions, optionally one head per task.
+
+    Exploration is epsilon-greedy; epsilon falls linearly over ``epsilon_decay_steps`` env
+    steps and the schedule restarts at every ``on_task_start``. Task-agnostic runs never
+    receive ``on_task_start``, so they get a single schedule from the start of the run.
+
+    Args:
+        config: validated options.
+        env_spec: the scenario's spaces; the action space must be ``Discrete`` and the
+            observation space a ``Box``.
+        services: must carry a replay (``services.replay``).
+        seed: seeds network initialisation and exploration.
+
+    Raises:
+        ConfigError: no replay, a non-Discrete action space, a non-Box observation space, or
+            ``multi_head`` in a task-agnostic scenario.
+    """
+
+    class Config(PluginConfig):
+        """Options of the DQN agent."""
+
+        gamma: float = Field(default=0.99, ge=0.0, le=1.0, description="Discount factor.")
+        lr: float = Field(default=1e-3, gt=0.0, description="Adam learning rate.")
+        batch_size: PositiveInt = Field(default=128, description="Transitions per minibatch.")
+        learning_starts: PositiveInt = Field(
+            default=1_000, description="Updates begin once the replay holds this many transitions."
+        )
+        train_every: PositiveInt = Field(
+            default=10, description="Env steps between updates (counted by the global step)."
+        )
+        gradient_steps: PositiveInt = Field(
+            default=1, description="Optimiser steps (minibatches) per update."
+        )
+        target_update_every: PositiveInt = Field(
+            default=500,
+            description="Optimiser steps between hard copies to the target net (unless `tau`).",
+        )
+        tau: float | None = Field(
+            default=None,
+            gt=0.0,
+            le=1.0,
+            description="If set, Polyak-average the target net by `tau` after every optimiser "
+            "step instead of hard copies.",
+        )
+        epsilon_start: float = Field(default=1.0, ge=0.0, le=1.0, description="Initial epsilon.")
+        epsilon_end: float = Field(default=0.05, ge=0.0, le=1.0, description="Final epsilon.")
+        epsilon_decay_steps: PositiveInt = Field(
+            default=10_000,
+            description="Env steps over which epsilon falls; restarts at each task start.",
+        )
+        hidden_sizes: list[PositiveInt] = Field(
+            default_factory=lambda: [120, 84], description="Hidden layer widths of the MLP."
+        )
+        multi_head: bool = Field(
+            default=False,
+            description="One output head per task, chosen by task id (task-aware runs only).",
+        )
+        max_grad_norm: float | None = Field(
+            default=10.0, gt=0.0, description="Clip the gradient norm to this (None: no clip)."
+        )
+
+    def __init__(
+        self, config: Config, env_spec: EnvSpec, services: AgentServices, seed: int
+    ) -> None:
+        action_space, obs_space = env_spec.action_space, env_spec.observation_space
+        if not isinstance(action_space, gym.spaces.Discrete) or action_space.start != 0:
+            raise ConfigError(f"DQN needs a Discrete action space from 0, got {action_space}")
+        if not isinstance(obs_space, gym.spaces.Box):
+            raise ConfigError(f"DQN needs a Box observation space, got {obs_space}")
+        if services.replay is None:
+            raise ConfigError("DQN needs a replay component (role replay)")
+        if config.multi_head and not env_spec.task_aware:
+            raise ConfigError("DQN multi_head needs task ids: set scenario.task_aware=true")
+        self.config = config
+        self.replay: BatchSource = services.replay
+        self.num_actions = int(action_space.n)
+        self.max_grad_norm = config.max_grad_norm
+        # fork_rng keeps the caller's global torch stream untouched by our initialisation.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.q = QNetwork(
+                obs_dim=int(np.prod(obs_space.shape)),
+                num_actions=self.num_actions,
+                hidden_sizes=config.hidden_sizes,
+                num_heads=env_spec.num_tasks if config.multi_head else 1,
+                input_scale=1 / 255 if obs_space.dtype == np.uint8 else 1.0,
+            )
+        self.target_q = copy.deepcopy(self.q).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=config.lr)
+        self.rng = np.random.default_rng(seed)
+        self.schedule_steps = 0
+        """Env steps observed since the epsilon schedule (re)started."""
+        self.updates = 0
+        """Optimiser steps taken."""
+
+    @property
+    def epsilon(self) -> float:
+        """The exploration rate for the next action."""
+        c = self.config
+        return linear_schedule(
+            c.epsilon_start, c.epsilon_end, c.epsilon_decay_steps, self.schedule_steps
+        )
+
+    def act(self, obs: np.ndarray, task_id: int | None, explore: bool) -> int:
+        """Epsilon-greedy when ``explore``, else greedy (ties go to the lowest action)."""
+        if explore and self.rng.random() < self.epsilon:
+            return int(self.rng.integers(self.num_actions))
+        heads = None
+        if self.config.multi_head:
+            if task_id is None:
+                raise ValueError("multi-head DQN needs the task id to act")
+            heads = torch.tensor([task_id])
+        with torch.inference_mode():
+            q = self.q(torch.as_tensor(obs).unsqueeze(0), heads)
+        return int(q.argmax())
+
+    def observe(self, step: Step) -> None:
+        """Advance the epsilon schedule by one env step."""
+        self.schedule_steps += 1
+
+    def on_task_start(self, task: TaskInfo) -> None:
+        """Restart the epsilon schedule: the new task needs exploring again."""
+        self.schedule_steps = 0
+
+    def batches(self, global_step: int) -> Iterator[TransitionBatch]:
+        """``gradient_steps`` replay minibatches every ``train_every`` steps once warm."""
+        c = self.config
+        if global_step % c.train_every != 0 or len(self.replay) < c.learning_starts:
+            return
+        for _ in range(c.gradient_steps):
+            yield self.replay.sample(c.batch_size)
+
+    def losses(self, batch: TransitionBatch) -> Losses:
+        """Huber TD error against the double-DQN target.
+
+        The online net picks the next action and the target net values it, which removes
+        the max operator's overestimation. Terminated transitions do not bootstrap;
+        truncated ones were stored as not terminated and do.
+        """
+        heads = batch.task_ids if self.config.multi_head else None
+        q = self.q(batch.obs, heads).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+        with torch.no_grad():
+            next_actions = self.q(batch.next_obs, heads).argmax(dim=1, keepdim=True)
+            next_q = self.target_q(batch.next_obs, heads).gather(1, next_actions).squeeze(1)
+            target = batch.rewards + self.config.gamma * next_q * ~batch.terminated
+        return {"loss_td": F.smooth_l1_loss(q, target)}
+
+    def after_optimizer_step(self) -> None:
+        """Update the target net: Polyak every step if ``tau`` is set, else periodic copy."""
+        self.updates += 1
+        tau = self.config.tau
+        if tau is not None:
+            with torch.no_grad():
+                for target, online in zip(
+                    self.target_q.parameters(), self.q.parameters(), strict=True
+                ):
+                    target.lerp_(online, tau)
+        elif self.updates % self.config.target_update_every == 0:
+            self.target_q.load_state_dict(self.q.state_dict())
+
+    def networks(self) -> QNetwork:
+        """The online Q-network (the target net is a lagging copy, not the policy)."""
+        return self.q
+
+    def state_dict(self) -> dict[str, Any]:
+        """Online and target nets, optimiser, schedule and update counters, exploration rng."""
+        return {
+            **super().state_dict(),
+            "target": self.target_q.state_dict(),
+            "schedule_steps": self.schedule_steps,
+            "updates": self.updates,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        super().load_state_dict(state)
+        self.target_q.load_state_dict(state["target"])
+        self.schedule_steps = int(state["schedule_steps"])
+        self.updates = int(state["updates"])
+        self.rng.bit_generator.state = state["rng"]

@@ -1,0 +1,128 @@
+"""Wire a scenario, an agent and its components from a validated :class:`RunConfig`.
+
+The builder is the only place that resolves plugin names. Order of construction: scenario
+(and its shared spaces), replay and the other components, then the agent with the services
+the components offer (constructor injection: the agent never imports a component).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from l2rl import registry
+from l2rl.config import ConfigError, PluginRef, RunConfig, validate_options
+from l2rl.core import Agent, AgentServices, BatchSource, Component
+from l2rl.hooks import overridden_hooks
+from l2rl.scenario import Scenario, TaskFamily
+from l2rl.types import EnvSpec
+
+
+@dataclass
+class BuiltRun:
+    """Everything the runner needs for one seed."""
+
+    scenario: Scenario
+    env_spec: EnvSpec
+    agent: Agent
+    components: list[Component]
+
+
+def _load_plugin(group: registry.Group, name: str) -> Any:
+    try:
+        return registry.load(group, name)
+    except registry.UnknownPluginError as err:
+        raise ConfigError(str(err)) from None
+
+
+def build_scenario(config: RunConfig) -> Scenario:
+    """The scenario named in the config, with its schedule and setting."""
+    family = _load_plugin("l2rl.scenarios", config.scenario.name)
+    if not isinstance(family, TaskFamily):
+        raise ConfigError(
+            f"scenario {config.scenario.name!r} is registered as {type(family).__name__}, "
+            "not an l2rl.scenario.TaskFamily"
+        )
+    tasks = family.tasks(
+        config.scenario.options, where=f"scenario {config.scenario.name!r} options"
+    )
+    return Scenario.sequence(
+        name=config.scenario.name,
+        tasks=tasks,
+        steps_per_task=config.scenario.steps_per_task,
+        cycles=config.scenario.cycles,
+        task_aware=config.scenario.task_aware,
+    )
+
+
+def build_component(ref: PluginRef, env_spec: EnvSpec) -> Component:
+    """Instantiate one component from its reference, validating its options.
+
+    Raises:
+        ConfigError: unknown name, bad options, or a class that is not a Component.
+        l2rl.hooks.HookRegistrationError: a misspelt hook or a wrong hook signature.
+    """
+    cls = _load_plugin("l2rl.components", ref.name)
+    if not (isinstance(cls, type) and issubclass(cls, Component)):
+        raise ConfigError(f"component {ref.name!r} is not an l2rl.core.Component subclass")
+    label = ref.label or ref.name
+    options = validate_options(cls.Config, ref.options, f"component {label!r} options")
+    component = cls(options, env_spec)
+    component.name = label
+    overridden_hooks(component)  # fail now, before training, on a misspelt hook
+    return component
+
+
+def build_agent(ref: PluginRef, env_spec: EnvSpec, services: AgentServices, seed: int) -> Agent:
+    """Instantiate the agent with the services the components offer."""
+    cls = _load_plugin("l2rl.agents", ref.name)
+    if not (isinstance(cls, type) and issubclass(cls, Agent)):
+        raise ConfigError(f"agent {ref.name!r} is not an l2rl.core.Agent subclass")
+    options = validate_options(cls.Config, ref.options, f"agent {ref.name!r} options")
+    try:
+        agent: Agent = cls(options, env_spec, services, seed)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"agent {ref.name!r}: {err}") from err
+    return agent
+
+
+def services_from(components: Sequence[Component]) -> AgentServices:
+    """Collect what components offer the agent; at most one replay."""
+    replays = [c for c in components if c.role == "replay"]
+    if len(replays) > 1:
+        names = ", ".join(c.name for c in replays)
+        raise ConfigError(f"at most one component may have role 'replay', got: {names}")
+    replay = replays[0] if replays else None
+    if replay is not None and not isinstance(replay, BatchSource):
+        raise ConfigError(
+            f"replay component {replay.name!r} does not offer sample(batch_size) and __len__"
+        )
+    return AgentServices(replay=replay)
+
+
+def build_run(config: RunConfig, seed: int, scenario: Scenario | None = None) -> BuiltRun:
+    """Build scenario (unless given), components and agent for one seed.
+
+    Args:
+        config: the validated run config.
+        seed: this run's seed.
+        scenario: use this scenario instead of the configured one (reference runs).
+    """
+    scenario = scenario or build_scenario(config)
+    env_spec = scenario.env_spec()
+    refs = ([config.replay] if config.replay is not None else []) + list(config.components)
+    labels = [r.label or r.name for r in refs]
+    duplicates = sorted({n for n in labels if labels.count(n) > 1})
+    if duplicates:
+        raise ConfigError(
+            f"component names must be unique; give a `label` to repeated ones: {duplicates}"
+        )
+    components = [build_component(ref, env_spec) for ref in refs]
+    agent = build_agent(config.agent, env_spec, services_from(components), seed)
+    return BuiltRun(scenario=scenario, env_spec=env_spec, agent=agent, components=components)
+
+
+def check_config(config: RunConfig) -> None:
+    """Build everything once without training, so bad input fails before any run starts."""
+    build_run(config, seed=config.seeds[0])

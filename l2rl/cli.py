@@ -1,0 +1,121 @@
+"""The ``l2rl`` command line: run experiments, list plugins, print metrics."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from l2rl import registry
+from l2rl.builder import check_config
+from l2rl.config import ConfigError, load_config
+from l2rl.hooks import HookRegistrationError
+
+_EPILOG = """examples:
+  l2rl run experiments/default.yaml
+  l2rl run experiments/default.yaml --seeds 0 1 2 scenario.steps_per_task=5000 agent.options.lr=1e-3
+  l2rl check experiments/default.yaml
+  l2rl list
+  l2rl metrics runs/default-20261125-101500
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="l2rl",
+        description="Continual RL: run scenarios, measure forgetting and transfer.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run an experiment config over its seeds and print its metrics",
+        description="Run CONFIG (YAML) for each seed, write results, print metrics.",
+    )
+    run.add_argument("config", type=Path, help="experiment config (YAML)")
+    run.add_argument("--seeds", type=int, nargs="+", help="seeds to run (overrides the config's)")
+    run.add_argument("--output-dir", help="where run directories go (overrides output_dir)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress display")
+    run.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides with dotted keys, e.g. scenario.steps_per_task=5000",
+    )
+
+    check = sub.add_parser("check", help="validate a config and build everything, without training")
+    check.add_argument("config", type=Path)
+    check.add_argument("overrides", nargs="*", metavar="key=value")
+
+    sub.add_parser("list", help="list registered agents, components and scenarios")
+
+    metrics = sub.add_parser(
+        "metrics", help="print the metrics table of a run or experiment directory"
+    )
+    metrics.add_argument("run_dir", type=Path)
+    return parser
+
+
+def _list(console: Console) -> None:
+    for group in registry.GROUPS:
+        table = Table(title=group)
+        table.add_column("name")
+        table.add_column("provided by")
+        for name, target in registry.describe(group).items():
+            table.add_row(name, target)
+        console.print(table)
+
+
+def _run(args: argparse.Namespace, console: Console) -> None:
+    from l2rl.experiment import run_experiment
+    from l2rl.report import print_metrics
+
+    overrides = list(args.overrides)
+    if args.seeds:
+        overrides.append(f"seeds=[{','.join(str(s) for s in args.seeds)}]")
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    if args.no_progress:
+        overrides.append("progress=false")
+    config = load_config(args.config, overrides)
+    result = run_experiment(config)
+    print_metrics(result.directory, console)
+    console.print(f"results: {result.directory}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``l2rl`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    console = Console()
+    try:
+        if args.command == "run":
+            _run(args, console)
+        elif args.command == "check":
+            check_config(load_config(args.config, args.overrides))
+            console.print(f"{args.config}: ok")
+        elif args.command == "list":
+            _list(console)
+        elif args.command == "metrics":
+            from l2rl.report import print_metrics
+
+            print_metrics(args.run_dir, console)
+    except (
+        ConfigError,
+        registry.UnknownPluginError,
+        registry.PluginLoadError,
+        HookRegistrationError,
+        FileNotFoundError,
+    ) as err:
+        print(f"l2rl: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Typed, validated run configuration, loaded from YAML with ``key=value`` overrides.
+
+Every field is checked before any training: unknown keys, wrong types and negative budgets
+fail with one :class:`ConfigError` that names the offending path. Plugin options (an agent's,
+a component's, a scenario's) are validated against the plugin's own ``Config`` model by the
+builder, so a typo in ``agent.options`` fails the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text, reading exponent floats such as ``1e-3`` as floats."""
+    return yaml.load(text, Loader=_YamlLoader)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message lists every problem found."""
+
+
+class PluginConfig(BaseModel):
+    """Base class of every plugin's options model: unknown keys and coercions are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PluginRef(_Strict):
+    """A registered plugin by name, with its options (validated by the plugin's ``Config``)."""
+
+    name: str = Field(description="Registered name (see `l2rl list`).")
+    options: dict[str, Any] = Field(default_factory=dict, description="The plugin's options.")
+    label: str | None = Field(
+        default=None, description="Name used in logs and errors; defaults to `name`."
+    )
+
+
+class ScenarioConfig(_Strict):
+    """Which tasks, in which order, for how long, and what the agent is told."""
+
+    name: str = Field(description="Registered scenario (task family), e.g. `cartpole-variants`.")
+    options: dict[str, Any] = Field(default_factory=dict, description="The scenario's options.")
+    steps_per_task: int = Field(gt=0, description="Env steps in each training window.")
+    cycles: int = Field(default=1, gt=0, description="Repeat the task sequence this often.")
+    task_aware: bool = Field(
+        default=True,
+        description="Give task ids and boundary hooks to agent and components.",
+    )
+
+
+class EvalConfig(_Strict):
+    """Continual evaluation: every task, on separate seeded environments, greedy policy."""
+
+    every: int = Field(gt=0, description="Evaluate all tasks every this many env steps.")
+    episodes: int = Field(default=5, gt=0, description="Episodes per task per evaluation.")
+    max_episode_steps: int | None = Field(
+        default=None, gt=0, description="Cut evaluation episodes at this length (None: env's)."
+    )
+
+
+class MetricsConfig(_Strict):
+    """How metrics are computed from the evaluation records."""
+
+    reference_runs: bool = Field(
+        default=True,
+        description=(
+            "Run (or reuse cached) single-task reference runs to compute forward transfer."
+        ),
+    )
+    end_window: int = Field(
+        default=1,
+        gt=0,
+        description=(
+            "Evaluations averaged for 'the score at the end of a window' (Continual World uses 5)."
+        ),
+    )
+
+
+class RunConfig(_Strict):
+    """One experiment: scenario, agent, replay, components, evaluation, seeds, output."""
+
+    name: str = Field(description="Experiment name; the run directory is `<output_dir>/<name>`.")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Seeds.")
+    scenario: ScenarioConfig
+    agent: PluginRef
+    replay: PluginRef | None = Field(
+        default_factory=lambda: PluginRef(name="fifo", options={}),
+        description="Replay component feeding the agent (role `replay`); null for none.",
+    )
+    components: list[PluginRef] = Field(
+        default_factory=list, description="Further components, in dispatch order within a role."
+    )
+    evaluation: EvalConfig
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    output_dir: str = Field(default="runs", description="Where run directories are created.")
+    torch_threads: int | None = Field(
+        default=None, gt=0, description="torch.set_num_threads for the run (None: leave it)."
+    )
+    progress: bool = Field(default=True, description="Show a progress display on stderr.")
+
+
+def format_validation_error(err: ValidationError, where: str) -> str:
+    """One line per problem: ``where.path.to.field: message``."""
+    lines = [f"invalid {where}:"]
+    for problem in err.errors():
+        path = ".".join(str(p) for p in problem["loc"]) or "(top level)"
+        lines.append(f"  {path}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def validate_options(model: type[M], options: Mapping[str, Any], where: str) -> M:
+    """Validate a plugin's options against its model, raising :class:`ConfigError`."""
+    try:
+        return model.model_validate(dict(options))
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, where)) from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides; values are parsed as YAML scalars/lists.
+
+    Raises:
+        ConfigError: for an override without ``=`` or one that descends into a non-mapping.
+    """
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"override {override!r} is not of the form key=value")
+        key, raw = override.split("=", 1)
+        value = load_yaml(raw) if raw else ""
+        node: Any = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part) if isinstance(node, dict) else None
+            if child is None:
+                child = {}
+                node[part] = child
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {override!r}: {part!r} is not a mapping")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def parse_config(data: Mapping[str, Any]) -> RunConfig:
+    """Validate a mapping into a :class:`RunConfig`."""
+    try:
+        return RunConfig.model_validate(dict(data))
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, "config")) from None
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML config file, apply overrides, validate.
+
+    Raises:
+        ConfigError: the file is missing, is not a YAML mapping, or fails validation.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = load_yaml(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    return parse_config(apply_overrides(data, overrides))
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved config as YAML (what every run directory records)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

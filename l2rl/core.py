@@ -1,0 +1,256 @@
+"""The core interfaces of l2rl: Agent, Component, and what the runner hands them.
+
+The runner (:mod:`l2rl.runner`) is the only training loop. Written out, it is::
+
+    ctx = RunContext(agent, env_spec, ...)
+    hooks.fire(on_run_start, ctx)
+    evaluate every task (block = -1)              # zero-shot scores, R[0, j]
+    for block, (task, steps) in enumerate(scenario.schedule):
+        if task_aware:
+            agent.on_task_start(task); hooks.fire(on_task_start, ctx, task)
+        for _ in range(steps):
+            action = agent.act(obs, task_id, explore=True)
+            step = Step(obs, action, reward, next_obs, ...)  # from env.step
+            agent.observe(step); hooks.fire(on_step, ctx, step)
+            for batch in agent.batches(global_step):          # empty when no update is due
+                hooks.fire(before_update, ctx)
+                losses = agent.losses(batch) | c.losses(ctx, batch) for each component c
+                optimizer.zero_grad(); sum(losses).backward()
+                hooks.fire(after_backward, ctx)               # gradient projection, masks
+                clip gradients to agent.max_grad_norm; optimizer.step()
+                agent.after_optimizer_step()                  # target networks
+                hooks.fire(after_update, ctx, UpdateStats(...))
+            if eval due: for each task j:
+                hooks.fire(on_eval_task_start, ctx, task_j)     # task-aware only
+                evaluate task j; hooks.fire(on_eval_task_end, ctx, task_j)
+                -> hooks.fire(on_eval, ctx, records)
+        evaluate every task (block end)               # rows R[k, j]
+        if task_aware:
+            hooks.fire(on_task_end, ctx, task); hooks.fire(on_consolidate, ctx, task)
+    hooks.fire(on_run_end, ctx)
+
+Agents never import components: what an agent needs from one (a batch source, later a world
+model or generated weights) arrives through :class:`AgentServices` from the builder.
+Components reach the agent through ``ctx.agent``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+
+from l2rl.config import PluginConfig
+from l2rl.types import EnvSpec, EvalRecord, Losses, Step, TaskInfo, TransitionBatch, UpdateStats
+
+if TYPE_CHECKING:
+    from l2rl.types import TaskSpec
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    """Anything that hands out minibatches of stored transitions (the replay role)."""
+
+    def __len__(self) -> int:
+        """Number of transitions that can be sampled now."""
+        ...
+
+    def sample(self, batch_size: int) -> TransitionBatch:
+        """A minibatch of ``batch_size`` transitions."""
+        ...
+
+
+@dataclass(frozen=True)
+class AgentServices:
+    """What components offer an agent at construction (constructor injection).
+
+    Attributes:
+        replay: the replay role's batch source, or ``None`` when no replay is configured.
+    """
+
+    replay: BatchSource | None = None
+
+
+class ScalarLogger(Protocol):
+    """Where components and agents write scalar diagnostics (TensorBoard and JSONL)."""
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        """Record ``value`` under ``tag`` at env step ``step``."""
+        ...
+
+
+class RunContext:
+    """The run's shared state, handed to every hook.
+
+    Attributes:
+        agent: the base agent being trained.
+        env_spec: spaces and task-awareness of the scenario.
+        tasks: the scenario's distinct tasks.
+        seed: the run's seed.
+        logger: scalar logger for diagnostics.
+        global_step: env steps taken so far (updated by the runner).
+        task: the current task in task-aware runs; ``None`` in task-agnostic runs and
+            outside training windows.
+        update_index: optimiser steps taken so far.
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        env_spec: EnvSpec,
+        tasks: tuple[TaskSpec, ...],
+        seed: int,
+        logger: ScalarLogger,
+    ) -> None:
+        self.agent = agent
+        self.env_spec = env_spec
+        self.tasks = tasks
+        self.seed = seed
+        self.logger = logger
+        self.global_step = 0
+        self.task: TaskInfo | None = None
+        self.update_index = 0
+
+
+class Agent(abc.ABC):
+    """A base learner: it acts, defines its own losses, and owns networks and optimiser.
+
+    Subclasses set ``Config`` to a :class:`~l2rl.config.PluginConfig` subclass; the builder
+    validates the user's options against it and calls ``Agent(config, env_spec, services,
+    seed)``.
+
+    Attributes:
+        optimizer: the one optimiser the runner steps (use parameter groups for several
+            learning rates). Losses must be written so that summing them is correct, e.g. an
+            actor loss that evaluates critics through detached parameters.
+        max_grad_norm: clip the global gradient norm to this before each step, or ``None``.
+    """
+
+    Config: ClassVar[type[PluginConfig]]
+    optimizer: torch.optim.Optimizer
+    max_grad_norm: float | None = None
+
+    def __init__(
+        self, config: PluginConfig, env_spec: EnvSpec, services: AgentServices, seed: int
+    ) -> None:
+        self.config = config
+        self.env_spec = env_spec
+        self.services = services
+        self.seed = seed
+
+    @abc.abstractmethod
+    def act(self, obs: np.ndarray, task_id: int | None, explore: bool) -> Any:
+        """Choose an action for one observation.
+
+        Args:
+            obs: the observation.
+            task_id: task index in task-aware runs, ``None`` otherwise.
+            explore: ``True`` while training; ``False`` for evaluation (deterministic).
+        """
+
+    def observe(self, step: Step) -> None:  # noqa: B027 - optional, most agents ignore it
+        """See one transition (on-policy agents collect rollouts here)."""
+
+    @abc.abstractmethod
+    def batches(self, global_step: int) -> Iterator[Any]:
+        """The minibatches of the update due at ``global_step``; empty when none is due."""
+
+    @abc.abstractmethod
+    def losses(self, batch: Any) -> Losses:
+        """The agent's ``loss_*`` terms on one minibatch."""
+
+    def after_optimizer_step(self) -> None:  # noqa: B027 - optional
+        """Called after every optimiser step (e.g. to update target networks)."""
+
+    def on_task_start(self, task: TaskInfo) -> None:  # noqa: B027 - optional
+        """A new training window begins (task-aware runs only)."""
+
+    @abc.abstractmethod
+    def networks(self) -> nn.Module:
+        """The module whose parameters define the policy (what regularizers protect)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: networks and optimiser."""
+        return {"networks": self.networks().state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.networks().load_state_dict(state["networks"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class Component:
+    """A plug-in around the agent: replay, regularizer, detector, world model, ...
+
+    Subclasses set ``role`` and ``Config`` and override only the hooks they need; the
+    dispatcher calls overridden hooks only. A method named like a hook (``on_*``,
+    ``before_*``, ``after_*``) that is not one is rejected when the component is built.
+    The method logic should live in a plain object the component adapts (an ``EWCPenalty``,
+    a ``ReservoirWriter``) so that it is testable without the framework.
+
+    Attributes:
+        role: one of :data:`l2rl.hooks.ROLE_ORDER` or a custom role name.
+        name: set by the builder to the registered name (or the config's ``label``).
+    """
+
+    role: ClassVar[str] = "custom"
+    Config: ClassVar[type[PluginConfig]] = PluginConfig
+    name: str = ""
+
+    def __init__(self, config: PluginConfig, env_spec: EnvSpec) -> None:
+        self.config = config
+        self.env_spec = env_spec
+
+    # --- hooks: override the ones you need -------------------------------------------
+    def on_run_start(self, ctx: RunContext) -> None:
+        """The run begins; the agent exists."""
+
+    def on_task_start(self, ctx: RunContext, task: TaskInfo) -> None:
+        """A training window begins (task-aware runs only)."""
+
+    def on_step(self, ctx: RunContext, step: Step) -> None:
+        """One environment transition was taken."""
+
+    def before_update(self, ctx: RunContext) -> None:
+        """An optimiser step is about to be computed."""
+
+    def after_backward(self, ctx: RunContext) -> None:
+        """Gradients of the summed losses are in ``.grad``; not yet applied."""
+
+    def after_update(self, ctx: RunContext, stats: UpdateStats) -> None:
+        """The optimiser stepped; ``stats`` has the detached losses."""
+
+    def on_eval_task_start(self, ctx: RunContext, task: TaskInfo) -> None:
+        """Evaluation of ``task`` is about to start (e.g. apply that task's mask)."""
+
+    def on_eval_task_end(self, ctx: RunContext, task: TaskInfo) -> None:
+        """Evaluation of ``task`` has finished (e.g. restore the training weights)."""
+
+    def on_eval(self, ctx: RunContext, records: tuple[EvalRecord, ...]) -> None:
+        """One round of continual evaluation finished."""
+
+    def on_task_end(self, ctx: RunContext, task: TaskInfo) -> None:
+        """A training window ended (task-aware runs only)."""
+
+    def on_consolidate(self, ctx: RunContext, task: TaskInfo) -> None:
+        """Optional sleep phase after a window (distillation, generative replay)."""
+
+    def on_run_end(self, ctx: RunContext) -> None:
+        """The run finished."""
+
+    # --- loss terms and state ---------------------------------------------------------
+    def losses(self, ctx: RunContext, batch: Any) -> Losses:
+        """Extra ``loss_*`` terms added to the agent's on every update."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume this component."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""

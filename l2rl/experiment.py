@@ -1,0 +1,215 @@
+"""Run a configured experiment over its seeds and write one directory per run.
+
+Layout::
+
+    <output_dir>/<name>-<YYYYmmdd-HHMMSS>/
+        config.yaml                 the resolved config
+        summary.json                headline metrics over seeds: mean and 90% bootstrap interval
+        seed_<s>/
+            config.yaml             the resolved config with this seed
+            scenario.json           tasks, their parameters, and the schedule
+            evals.jsonl             every evaluation record, flushed as it happens
+            reference_evals.jsonl   single-task reference records (forward transfer)
+            metrics.json            this seed's metrics
+            checkpoint.pt           agent and component state at the last window's end
+            tb/                     TensorBoard events
+
+Single-task reference runs (each task alone, from scratch, same agent and replay without
+the other components, same budget, seed and evaluation) are cached under
+``<output_dir>/_reference/<key>/`` so that every method compared on a scenario shares them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import l2rl
+from l2rl.builder import build_run, build_scenario
+from l2rl.config import RunConfig, dump_config, load_config
+from l2rl.logging.files import (
+    JsonlWriter,
+    atomic_write_json,
+    atomic_write_text,
+    read_jsonl,
+    read_records,
+    record_to_row,
+)
+from l2rl.logging.recorder import DiskRecorder, Recorder
+from l2rl.metrics import RunMetrics, aggregate_seeds, summarize_run
+from l2rl.progress import ProgressDisplay
+from l2rl.runner import Runner
+from l2rl.scenario import Scenario
+from l2rl.types import EvalRecord
+
+HEADLINE_METRICS = (
+    "average_performance",
+    "forgetting",
+    "forward_transfer",
+    "backward_transfer",
+    "cora_isolated_forgetting",
+    "cora_zero_shot_transfer",
+)
+"""The metrics reported in tables and aggregated over seeds."""
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """Where an experiment wrote its results, and its metrics."""
+
+    directory: Path
+    per_seed: dict[int, RunMetrics]
+    summary: dict[str, dict[str, float | int | None]]
+
+
+def scenario_description(scenario: Scenario) -> dict[str, Any]:
+    """JSON-ready tasks, parameters and schedule (what ``l2rl metrics`` reads back)."""
+    return {
+        "name": scenario.name,
+        "task_aware": scenario.task_aware,
+        "tasks": [{"name": t.name, "params": dict(t.params)} for t in scenario.tasks],
+        "schedule": [{"task_index": b.task_index, "steps": b.steps} for b in scenario.schedule],
+    }
+
+
+def _reference_key(config: RunConfig, scenario: Scenario, task_index: int, seed: int) -> str:
+    """Cache key of a reference run: everything that changes its outcome."""
+    reference = scenario.single_task(task_index)
+    payload = {
+        "version": l2rl.__version__,
+        "agent": config.agent.model_dump(mode="json"),
+        "replay": None if config.replay is None else config.replay.model_dump(mode="json"),
+        "scenario": config.scenario.model_dump(mode="json"),
+        "task": reference.tasks[0].name,
+        "steps": reference.total_steps,
+        "evaluation": config.evaluation.model_dump(mode="json"),
+        "seed": seed,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def reference_records(
+    config: RunConfig, scenario: Scenario, seed: int, progress: bool
+) -> dict[int, list[EvalRecord]]:
+    """Single-task reference records for every task, from the cache or run now."""
+    reference_config = config.model_copy(update={"components": []})
+    cache_root = Path(config.output_dir) / "_reference"
+    result: dict[int, list[EvalRecord]] = {}
+    for index in range(len(scenario.tasks)):
+        folder = cache_root / _reference_key(config, scenario, index, seed)
+        done = folder / "records.jsonl"
+        if done.is_file():
+            result[index] = read_records(done)
+            continue
+        single = scenario.single_task(index)
+        built = build_run(reference_config, seed, scenario=single)
+        with ProgressDisplay(
+            single.total_steps, f"reference {single.tasks[0].name}", progress
+        ) as bar:
+            run = Runner(
+                single,
+                built.agent,
+                built.components,
+                config.evaluation,
+                seed,
+                progress=bar,
+                env_spec=built.env_spec,
+            ).run()
+        # Written whole and renamed, so an interrupted reference run is never taken as done.
+        atomic_write_text(done, "".join(json.dumps(record_to_row(r)) + "\n" for r in run.records))
+        result[index] = run.records
+    return result
+
+
+def run_seed(config: RunConfig, seed: int, run_dir: Path) -> RunMetrics:
+    """Train and evaluate one seed, write its directory, return its metrics."""
+    if config.torch_threads is not None:
+        torch.set_num_threads(config.torch_threads)
+    built = build_run(config, seed)
+    scenario = built.scenario
+    run_dir.mkdir(parents=True, exist_ok=False)
+    seeded = config.model_copy(update={"seeds": [seed]})
+    atomic_write_text(run_dir / "config.yaml", dump_config(seeded))
+    atomic_write_json(run_dir / "scenario.json", scenario_description(scenario))
+    recorder: Recorder = DiskRecorder(run_dir)
+    with ProgressDisplay(scenario.total_steps, f"seed {seed}", config.progress) as bar:
+        Runner(
+            scenario,
+            built.agent,
+            built.components,
+            config.evaluation,
+            seed,
+            recorder=recorder,
+            progress=bar,
+            checkpoint_path=run_dir / "checkpoint.pt",
+            env_spec=built.env_spec,
+        ).run()
+    reference = None
+    if config.metrics.reference_runs:
+        reference = reference_records(config, scenario, seed, config.progress)
+        writer = JsonlWriter(run_dir / "reference_evals.jsonl")
+        for task_index, records in reference.items():
+            for record in records:
+                writer.write({"reference_for": task_index, **record_to_row(record)})
+        writer.close()
+    metrics = metrics_of_run(run_dir)
+    atomic_write_json(run_dir / "metrics.json", metrics.to_dict())
+    return metrics
+
+
+def metrics_of_run(run_dir: Path) -> RunMetrics:
+    """Recompute a run's metrics from its files (works on an interrupted run too)."""
+    description = json.loads((run_dir / "scenario.json").read_text())
+    config = load_config(run_dir / "config.yaml")
+    records = read_records(run_dir / "evals.jsonl")
+    reference: dict[int, list[EvalRecord]] | None = None
+    reference_file = run_dir / "reference_evals.jsonl"
+    if reference_file.is_file():
+        reference = {}
+        for row in read_jsonl(reference_file):
+            task_index = row.pop("reference_for")
+            reference.setdefault(task_index, []).append(EvalRecord(**row))
+    schedule = [block["task_index"] for block in description["schedule"]]
+    return summarize_run(
+        records,
+        schedule,
+        num_tasks=len(description["tasks"]),
+        reference=reference,
+        end_window=config.metrics.end_window,
+    )
+
+
+def _new_experiment_dir(root: Path, name: str) -> Path:
+    """A fresh ``<root>/<name>-<timestamp>[-k]`` folder; earlier results are never overwritten."""
+    stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for attempt in range(1000):
+        directory = root / (stem if attempt == 0 else f"{stem}-{attempt}")
+        try:
+            directory.mkdir(parents=True, exist_ok=False)
+            return directory
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a new run directory under {root}")
+
+
+def run_experiment(config: RunConfig) -> ExperimentResult:
+    """Run every seed of ``config``; write run directories and the seed summary.
+
+    The whole configuration (scenario, plugins and their options) is built once before any
+    training, so bad input fails in seconds, not after the first seed.
+    """
+    build_run(config, config.seeds[0], scenario=build_scenario(config))
+    directory = _new_experiment_dir(Path(config.output_dir), config.name)
+    atomic_write_text(directory / "config.yaml", dump_config(config))
+    per_seed: dict[int, RunMetrics] = {}
+    for seed in config.seeds:
+        per_seed[seed] = run_seed(config, seed, directory / f"seed_{seed}")
+    summary = aggregate_seeds([m.to_dict() for m in per_seed.values()], HEADLINE_METRICS)
+    atomic_write_json(directory / "summary.json", summary)
+    return ExperimentResult(directory=directory, per_seed=per_seed, summary=summary)

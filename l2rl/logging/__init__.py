@@ -1,0 +1,1 @@
+"""Run outputs: atomic files, evaluation records (JSONL) and TensorBoard scalars."""

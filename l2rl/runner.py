@@ -1,0 +1,306 @@
+"""The runner: the one training loop of l2rl (its outline is in :mod:`l2rl.core`).
+
+It trains the agent through the scenario's schedule, fires the hooks in their documented
+order, runs the update, evaluates every task before training, every ``evaluation.every``
+steps and at the end of every window, and hands records to a :class:`Recorder`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from l2rl.config import EvalConfig
+from l2rl.core import Agent, Component, RunContext
+from l2rl.evaluation import run_episodes
+from l2rl.hooks import ComponentError, Hook, HookDispatcher
+from l2rl.logging.files import atomic_torch_save
+from l2rl.logging.recorder import Recorder
+from l2rl.progress import ProgressDisplay
+from l2rl.scenario import Scenario
+from l2rl.types import EnvSpec, EvalRecord, Losses, Step, TaskInfo, UpdateStats
+
+
+class LossKeyError(ValueError):
+    """A loss dict has a key without the ``loss_`` prefix, or two sources share a key."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run returns: its evaluation records and how much work it did."""
+
+    records: list[EvalRecord]
+    env_steps: int
+    updates: int
+    episodes: int
+    wall_seconds: float
+
+
+def derive_seed(*parts: int) -> int:
+    """An independent 31-bit seed for a purpose named by ``parts`` (run seed, role, index)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+_TRAIN_ENV, _EVAL_ENV = 0, 1
+
+
+class Runner:
+    """Trains ``agent`` with ``components`` through ``scenario`` and evaluates continually.
+
+    Args:
+        scenario: tasks and schedule.
+        agent: the base learner.
+        components: plug-ins, dispatched in role order.
+        evaluation: evaluation schedule and episodes.
+        seed: the run's seed (train and eval environments derive theirs from it).
+        recorder: where records and scalars go (default: nowhere but the returned result).
+        progress: a progress display, or ``None``.
+        checkpoint_path: where to save agent and component state at each window's end.
+        log_every_updates: write loss scalars every this many optimiser steps.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        agent: Agent,
+        components: Sequence[Component],
+        evaluation: EvalConfig,
+        seed: int,
+        recorder: Recorder | None = None,
+        progress: ProgressDisplay | None = None,
+        checkpoint_path: Path | None = None,
+        log_every_updates: int = 100,
+        env_spec: EnvSpec | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.agent = agent
+        self.hooks = HookDispatcher(components)
+        self.evaluation = evaluation
+        self.seed = seed
+        self.recorder = recorder or Recorder()
+        self.progress = progress
+        self.checkpoint_path = checkpoint_path
+        self.log_every_updates = log_every_updates
+        self.env_spec = env_spec or scenario.env_spec()
+        self.ctx = RunContext(agent, self.env_spec, scenario.tasks, seed, self.recorder)
+        self.records: list[EvalRecord] = []
+        self._episodes = 0
+        self._recent_returns: deque[float] = deque(maxlen=20)
+        self._eval_envs: list[gym.Env[Any, Any]] = []
+
+    # --- the loop ---------------------------------------------------------------------
+    def run(self) -> RunResult:
+        """Run the whole schedule; returns the records (also given to the recorder)."""
+        start = time.perf_counter()
+        self._eval_envs = [task.make_env() for task in self.scenario.tasks]
+        try:
+            self.hooks.fire(Hook.RUN_START, self.ctx)
+            self._evaluate(block=-1, trained_task=-1, block_end=True)
+            for block, spec in enumerate(self.scenario.schedule):
+                self._train_block(block, spec.task_index, spec.steps)
+            self.hooks.fire(Hook.RUN_END, self.ctx)
+        finally:
+            for env in self._eval_envs:
+                env.close()
+            self.recorder.close()
+        return RunResult(
+            records=list(self.records),
+            env_steps=self.ctx.global_step,
+            updates=self.ctx.update_index,
+            episodes=self._episodes,
+            wall_seconds=time.perf_counter() - start,
+        )
+
+    def _task_info(self, task_index: int, block: int) -> TaskInfo:
+        return TaskInfo(
+            index=task_index,
+            name=self.scenario.tasks[task_index].name,
+            block=block,
+            num_tasks=len(self.scenario.tasks),
+        )
+
+    def _train_block(self, block: int, task_index: int, steps: int) -> None:
+        ctx, agent, hooks = self.ctx, self.agent, self.hooks
+        aware = self.scenario.task_aware
+        info = self._task_info(task_index, block)
+        task_id = task_index if aware else None
+        if aware:
+            ctx.task = info
+            agent.on_task_start(info)
+            hooks.fire(Hook.TASK_START, ctx, info)
+        if self.progress is not None:
+            self.progress.start_block(block, len(self.scenario.schedule), info.name)
+
+        env = self.scenario.tasks[task_index].make_env()
+        obs, _ = env.reset(seed=derive_seed(self.seed, _TRAIN_ENV, block))
+        episode_return = 0.0
+        every = self.evaluation.every
+        on_step = hooks.handlers(Hook.STEP)
+        block_start, first_step = time.perf_counter(), ctx.global_step
+        try:
+            for step_in_block in range(steps):
+                action = agent.act(obs, task_id, True)
+                next_obs, reward, terminated, truncated, _ = env.step(action)
+                ctx.global_step += 1
+                step = Step(
+                    obs=obs,
+                    action=action,
+                    reward=float(reward),
+                    next_obs=next_obs,
+                    terminated=bool(terminated),
+                    truncated=bool(truncated),
+                    task_id=task_id,
+                    global_step=ctx.global_step,
+                )
+                agent.observe(step)
+                if on_step:
+                    hooks.fire(Hook.STEP, ctx, step)
+                for batch in agent.batches(ctx.global_step):
+                    self._update(batch)
+                episode_return += float(reward)
+                if terminated or truncated:
+                    self._end_episode(episode_return)
+                    episode_return = 0.0
+                    obs, _ = env.reset()
+                else:
+                    obs = next_obs
+                if ctx.global_step % every == 0 and step_in_block != steps - 1:
+                    self._evaluate(block, task_index, block_end=False)
+                if self.progress is not None and ctx.global_step % 250 == 0:
+                    self._show_progress(
+                        self.progress,
+                        ctx.global_step - first_step,
+                        time.perf_counter() - block_start,
+                    )
+        finally:
+            env.close()
+        self._evaluate(block, task_index, block_end=True)
+        if aware:
+            hooks.fire(Hook.TASK_END, ctx, info)
+            hooks.fire(Hook.CONSOLIDATE, ctx, info)
+            ctx.task = None
+        self._checkpoint(block)
+
+    def _end_episode(self, episode_return: float) -> None:
+        self._episodes += 1
+        self._recent_returns.append(episode_return)
+        self.recorder.scalar("train/episode_return", episode_return, self.ctx.global_step)
+
+    def _show_progress(self, progress: ProgressDisplay, block_steps: int, elapsed: float) -> None:
+        recent = float(np.mean(self._recent_returns)) if self._recent_returns else None
+        progress.update(self.ctx.global_step, recent, block_steps / max(elapsed, 1e-9))
+
+    # --- one optimiser step -----------------------------------------------------------
+    def _update(self, batch: Any) -> None:
+        ctx, hooks, agent = self.ctx, self.hooks, self.agent
+        hooks.fire(Hook.BEFORE_UPDATE, ctx)
+        losses = self._collect_losses(batch)
+        total = torch.stack([v.reshape(()) for v in losses.values()]).sum()
+        optimizer = agent.optimizer
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()  # type: ignore[no-untyped-call]
+        hooks.fire(Hook.AFTER_BACKWARD, ctx)
+        if agent.max_grad_norm is not None:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, agent.max_grad_norm)
+        optimizer.step()
+        agent.after_optimizer_step()
+        ctx.update_index += 1
+        log_now = ctx.update_index % self.log_every_updates == 0
+        if log_now or hooks.has(Hook.AFTER_UPDATE):
+            values = {k: float(v.detach()) for k, v in losses.items()}
+            if log_now:
+                for key, value in values.items():
+                    self.recorder.scalar(f"train/{key}", value, ctx.global_step)
+            hooks.fire(
+                Hook.AFTER_UPDATE, ctx, UpdateStats(losses=values, update_index=ctx.update_index)
+            )
+
+    def _collect_losses(self, batch: Any) -> Losses:
+        losses = dict(self.agent.losses(batch))
+        sources = dict.fromkeys(losses, "agent")
+        for component in self.hooks.loss_providers:
+            try:
+                extra = component.losses(self.ctx, batch)
+            except Exception as exc:
+                raise ComponentError(component.name, "losses", exc) from exc
+            for key, value in extra.items():
+                if key in losses:
+                    raise LossKeyError(
+                        f"loss key {key!r} from component {component.name!r} is already "
+                        f"given by {sources[key]}"
+                    )
+                losses[key] = value
+                sources[key] = f"component {component.name!r}"
+        bad = [k for k in losses if not k.startswith("loss_")]
+        if bad:
+            raise LossKeyError(
+                f"loss keys must start with 'loss_': {bad} (from {[sources[k] for k in bad]})"
+            )
+        return losses
+
+    # --- evaluation -------------------------------------------------------------------
+    def _evaluate(self, block: int, trained_task: int, block_end: bool) -> None:
+        agent, hooks, ctx = self.agent, self.hooks, self.ctx
+        aware = self.scenario.task_aware
+        records = []
+        for index, task in enumerate(self.scenario.tasks):
+            info = self._task_info(index, block)
+            task_id = index if aware else None
+            if aware:
+                hooks.fire(Hook.EVAL_TASK_START, ctx, info)
+
+            def policy(obs: np.ndarray, task_id: int | None = task_id) -> Any:
+                return agent.act(obs, task_id, False)
+
+            outcome = run_episodes(
+                self._eval_envs[index],
+                policy,
+                self.evaluation.episodes,
+                seed=derive_seed(self.seed, _EVAL_ENV, index),
+                max_steps=self.evaluation.max_episode_steps,
+            )
+            if aware:
+                hooks.fire(Hook.EVAL_TASK_END, ctx, info)
+            score = task.normalizer(outcome.returns, outcome.successes)
+            if not math.isfinite(score):
+                raise ValueError(f"task {task.name!r}: normaliser returned {score}")
+            records.append(
+                EvalRecord(
+                    global_step=ctx.global_step,
+                    block=block,
+                    trained_task=trained_task,
+                    eval_task=index,
+                    eval_task_name=task.name,
+                    mean_return=float(np.mean(outcome.returns)),
+                    score=score,
+                    episodes=self.evaluation.episodes,
+                    block_end=block_end,
+                )
+            )
+        self.records.extend(records)
+        self.recorder.evals(records)
+        hooks.fire(Hook.EVAL, ctx, tuple(records))
+
+    # --- checkpoints ------------------------------------------------------------------
+    def _checkpoint(self, block: int) -> None:
+        if self.checkpoint_path is None:
+            return
+        atomic_torch_save(
+            self.checkpoint_path,
+            {
+                "block": block,
+                "global_step": self.ctx.global_step,
+                "agent": self.agent.state_dict(),
+                "components": {c.name: c.state_dict() for c in self.hooks.components},
+            },
+        )

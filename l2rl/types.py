@@ -1,0 +1,196 @@
+"""Typed data that flows through a run: tasks, steps, batches, evaluation records.
+
+Every payload a hook receives is one of these frozen dataclasses; no hook ever reads
+``locals()``. Arrays are numpy on the environment side and torch inside batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+EnvFactory = Callable[[], gym.Env[Any, Any]]
+"""A zero-argument callable that builds a fresh environment for one task."""
+
+
+class ScoreNormalizer(Protocol):
+    """Maps the episode returns of one evaluation to a normalised score in [0, 1]."""
+
+    def __call__(self, returns: np.ndarray, successes: np.ndarray) -> float:
+        """Score of an evaluation from its per-episode returns and success flags."""
+        ...
+
+
+@dataclass(frozen=True)
+class ReturnRange:
+    """Normalise the mean return linearly from ``[low, high]`` to ``[0, 1]``, clipped.
+
+    Used where a task has reference bounds (e.g. CartPole: 0 .. max episode length).
+    """
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if not self.high > self.low:
+            raise ValueError(f"ReturnRange needs high > low, got low={self.low}, high={self.high}")
+
+    def __call__(self, returns: np.ndarray, successes: np.ndarray) -> float:
+        """Clipped linear rescaling of the mean return."""
+        value = (float(np.mean(returns)) - self.low) / (self.high - self.low)
+        return float(np.clip(value, 0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class SuccessRate:
+    """Normalised score = fraction of evaluation episodes that succeeded.
+
+    An episode succeeds when the environment's ``info`` says so (``info['success']`` or
+    ``info['is_success']``) or, failing that, when its return is positive (MiniGrid's rule:
+    reward is paid only on reaching the goal).
+    """
+
+    def __call__(self, returns: np.ndarray, successes: np.ndarray) -> float:
+        """Mean of the success flags."""
+        return float(np.mean(successes))
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: a named environment factory, its variant parameters and its score rule.
+
+    Attributes:
+        name: unique name within a scenario, used in logs and tables.
+        make_env: builds a fresh environment; called once for training and once per
+            evaluation environment.
+        normalizer: turns evaluation returns into a score in [0, 1].
+        params: the variant parameters that distinguish this task (recorded with results).
+    """
+
+    name: str
+    make_env: EnvFactory
+    normalizer: ScoreNormalizer
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskBlock:
+    """One training window: train on ``scenario.tasks[task_index]`` for ``steps`` env steps."""
+
+    task_index: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a component or agent is told about the current task (task-aware runs only).
+
+    Attributes:
+        index: position of the task in ``scenario.tasks`` (stable across cycles).
+        name: the task's name.
+        block: position of this training window in the schedule.
+        num_tasks: number of distinct tasks in the scenario.
+    """
+
+    index: int
+    name: str
+    block: int
+    num_tasks: int
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """The spaces shared by every task of a scenario, and what the agent may know.
+
+    Attributes:
+        observation_space: common observation space (after any declared adapter).
+        action_space: common action space.
+        num_tasks: number of distinct tasks.
+        task_aware: whether task ids and boundaries are given to agent and components.
+    """
+
+    observation_space: gym.spaces.Space[Any]
+    action_space: gym.spaces.Space[Any]
+    num_tasks: int
+    task_aware: bool
+
+
+@dataclass(frozen=True)
+class Step:
+    """One environment transition, as the runner hands it to ``on_step`` and the agent.
+
+    ``task_id`` is ``None`` in task-agnostic runs. ``terminated`` marks a true terminal
+    state (no bootstrapping); ``truncated`` a time limit (bootstrap from ``next_obs``).
+    """
+
+    obs: np.ndarray
+    action: Any
+    reward: float
+    next_obs: np.ndarray
+    terminated: bool
+    truncated: bool
+    task_id: int | None
+    global_step: int
+
+
+@dataclass(frozen=True)
+class TransitionBatch:
+    """A minibatch of transitions as torch tensors (leading dimension = batch).
+
+    ``task_ids`` holds -1 where the task is unknown (task-agnostic runs).
+    """
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_obs: torch.Tensor
+    terminated: torch.Tensor
+    task_ids: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.obs.shape[0])
+
+
+Losses = dict[str, torch.Tensor]
+"""Named scalar losses; every key starts with ``loss_``. The runner sums them."""
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """The result of evaluating one task at one moment of the run.
+
+    Attributes:
+        global_step: env steps of training done when the evaluation ran.
+        block: index of the training window in progress (``-1`` before any training).
+        trained_task: task index being trained in that window (``-1`` before training).
+        eval_task: index of the task evaluated.
+        eval_task_name: its name.
+        mean_return: mean undiscounted return over the evaluation episodes.
+        score: the task's normalised score in [0, 1].
+        episodes: number of evaluation episodes.
+        block_end: whether this evaluation closes a training window (the rows of the
+            performance matrix), or is the evaluation before any training.
+    """
+
+    global_step: int
+    block: int
+    trained_task: int
+    eval_task: int
+    eval_task_name: str
+    mean_return: float
+    score: float
+    episodes: int
+    block_end: bool
+
+
+@dataclass(frozen=True)
+class UpdateStats:
+    """What ``after_update`` receives: the detached losses of one optimiser step."""
+
+    losses: Mapping[str, float]
+    update_index: int

@@ -1,0 +1,94 @@
+"""A short MiniGrid sequence with flat symbolic observations, scored by success rate.
+
+Every task sees MiniGrid's partial 7x7 symbolic view (object, colour, state per cell)
+flattened to 147 ``uint8`` values, the same ``Box(0, 255, (147,), uint8)`` for every env, and
+acts in MiniGrid's ``Discrete(7)``. MiniGrid pays reward only on reaching the goal, so an
+episode succeeds when its return is positive (the runner's rule for :class:`SuccessRate`).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import gymnasium as gym
+import minigrid  # noqa: F401 - importing registers the MiniGrid env ids with gymnasium
+from gymnasium.wrappers import FlattenObservation
+from minigrid.minigrid_env import MiniGridEnv
+from minigrid.wrappers import ImgObsWrapper
+from pydantic import Field, field_validator
+
+from l2rl.config import ConfigError, PluginConfig
+from l2rl.scenario import TaskFamily
+from l2rl.types import SuccessRate, TaskSpec
+
+from .from_envs import check_env_id, tasks_from_envs
+
+DEFAULT_ENV_IDS = (
+    "MiniGrid-DoorKey-5x5-v0",
+    "MiniGrid-LavaGapS5-v0",
+    "MiniGrid-SimpleCrossingS9N1-v0",
+)
+"""Pick up a key and open a door; cross a lava gap; cross a wall through its gap."""
+
+
+def make_minigrid_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env[Any, Any]:
+    """A fresh MiniGrid env with flat symbolic ``uint8`` observations.
+
+    Args:
+        env_id: a registered MiniGrid env id.
+        max_episode_steps: replaces MiniGrid's own step limit (``max_steps``, which also
+            scales its reward ``1 - 0.9 * steps / max_steps``); ``None`` keeps the env's.
+
+    Raises:
+        ConfigError: ``env_id`` is not a MiniGrid env.
+    """
+    env = gym.make(env_id)
+    grid = env.unwrapped
+    if not isinstance(grid, MiniGridEnv):
+        env.close()
+        raise ConfigError(f"{env_id!r} is not a MiniGrid env")
+    if max_episode_steps is not None:
+        # Set MiniGrid's own limit rather than adding a TimeLimit, which could only shorten
+        # episodes and would leave the reward scaled to the old limit.
+        grid.max_steps = max_episode_steps
+    image_only = ImgObsWrapper(env)  # type: ignore[no-untyped-call]  # minigrid is untyped
+    return FlattenObservation(image_only)
+
+
+class MiniGridSequenceConfig(PluginConfig):
+    """Options of ``minigrid-sequence``."""
+
+    env_ids: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ENV_IDS),
+        min_length=1,
+        description="MiniGrid env ids in training order; task names are the ids.",
+    )
+    max_episode_steps: int | None = Field(
+        default=None,
+        gt=0,
+        description="Episode step limit for every task (None: each env's own).",
+    )
+
+    @field_validator("env_ids")
+    @classmethod
+    def _known_envs(cls, env_ids: list[str]) -> list[str]:
+        for env_id in env_ids:
+            check_env_id(env_id)
+        return env_ids
+
+
+def _build(config: MiniGridSequenceConfig) -> tuple[TaskSpec, ...]:
+    return tasks_from_envs(
+        [partial(make_minigrid_env, env_id, config.max_episode_steps) for env_id in config.env_ids],
+        names=config.env_ids,
+        normalizer=SuccessRate(),
+    )
+
+
+minigrid_sequence: TaskFamily[MiniGridSequenceConfig] = TaskFamily(
+    MiniGridSequenceConfig,
+    _build,
+    "A short MiniGrid sequence (DoorKey, LavaGap, SimpleCrossing), flat symbolic observations.",
+)
+"""The ``minigrid-sequence`` task family."""

@@ -1,0 +1,131 @@
+"""Config validation: every kind of bad input fails before training with a clear message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from l2rl.builder import build_run, check_config
+from l2rl.config import (
+    ConfigError,
+    apply_overrides,
+    dump_config,
+    load_config,
+    load_yaml,
+    parse_config,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def minimal(**changes: Any) -> dict[str, Any]:
+    """A small valid config as a dict, with top-level keys replaced by ``changes``."""
+    data: dict[str, Any] = {
+        "name": "t",
+        "scenario": {"name": "cartpole-variants", "steps_per_task": 100},
+        "agent": {"name": "dqn", "options": {"learning_starts": 50, "batch_size": 8}},
+        "evaluation": {"every": 50, "episodes": 1},
+    }
+    data.update(changes)
+    return data
+
+
+def test_default_experiment_config_is_valid() -> None:
+    config = load_config(ROOT / "experiments" / "default.yaml")
+    check_config(config)
+    assert config.scenario.name == "cartpole-variants"
+
+
+def test_defaults_fill_in_fifo_replay_and_one_seed() -> None:
+    config = parse_config(minimal())
+    assert config.replay is not None and config.replay.name == "fifo"
+    assert config.seeds == [0]
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"bogus": 1}, "bogus: Extra inputs are not permitted"),
+        ({"seeds": "0"}, "seeds: Input should be a valid list"),
+        ({"scenario": {"name": "cartpole-variants", "steps_per_task": -5}}, "steps_per_task"),
+        ({"scenario": {"name": "cartpole-variants", "steps_per_task": 1.5}}, "steps_per_task"),
+        ({"evaluation": {"every": 0}}, "evaluation.every"),
+        ({"seeds": []}, "seeds"),
+    ],
+)
+def test_bad_top_level_values_name_the_field(changes: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ConfigError, match="invalid config") as info:
+        parse_config(minimal(**changes))
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"agent": {"name": "dqn", "options": {"lr": -1.0}}}, "agent 'dqn' options"),
+        ({"agent": {"name": "dqn", "options": {"lerning_rate": 1.0}}}, "lerning_rate"),
+        ({"agent": {"name": "dqn", "options": {"batch_size": "8"}}}, "batch_size"),
+        ({"agent": {"name": "nope"}}, "unknown agent 'nope'; available: "),
+        ({"replay": {"name": "nope"}}, "unknown component 'nope'; available: "),
+        ({"scenario": {"name": "nope", "steps_per_task": 10}}, "unknown scenario 'nope'"),
+        (
+            {"scenario": {"name": "cartpole-variants", "steps_per_task": 10, "options": {"x": 1}}},
+            "scenario 'cartpole-variants' options",
+        ),
+        ({"replay": None}, "replay"),
+    ],
+)
+def test_bad_plugin_choices_fail_before_training(changes: dict[str, Any], fragment: str) -> None:
+    config = parse_config(minimal(**changes))
+    with pytest.raises(ConfigError) as info:
+        build_run(config, seed=0)
+    assert fragment in str(info.value)
+
+
+def test_unknown_name_lists_available_names() -> None:
+    config = parse_config(minimal(agent={"name": "dqm"}))
+    with pytest.raises(ConfigError, match="dqn"):
+        build_run(config, seed=0)
+
+
+def test_duplicate_component_names_need_labels() -> None:
+    config = parse_config(minimal(components=[{"name": "fifo"}]))
+    with pytest.raises(ConfigError, match="unique"):
+        build_run(config, seed=0)
+
+
+def test_overrides_reach_nested_keys_and_parse_yaml_values() -> None:
+    data = apply_overrides(
+        minimal(), ["scenario.steps_per_task=7", "agent.options.lr=1e-4", "seeds=[1, 2]"]
+    )
+    config = parse_config(data)
+    assert config.scenario.steps_per_task == 7
+    assert config.agent.options["lr"] == pytest.approx(1e-4)
+    assert config.seeds == [1, 2]
+
+
+def test_override_without_equals_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides(minimal(), ["scenario.steps_per_task"])
+
+
+def test_exponent_floats_parse_as_floats() -> None:
+    assert load_yaml("a: 1e-3\nb: -2E+2\nc: x1e3") == {"a": 1e-3, "b": -200.0, "c": "x1e3"}
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad)
+
+
+def test_dumped_config_round_trips(tmp_path: Path) -> None:
+    config = parse_config(minimal())
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_config(config))
+    assert load_config(path) == config
