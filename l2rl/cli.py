@@ -91,7 +91,16 @@ def _run(args: argparse.Namespace, console: Console) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``l2rl`` command; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # Overrides may come before or after options (`run c.yaml --no-progress a=1`);
+    # argparse stops collecting a positional list at the first option, so gather the rest.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command not in ("run", "check") or any(
+            e.startswith("-") or "=" not in e for e in extra
+        ):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     console = Console()
     try:
         if args.command == "run":

@@ -42,21 +42,12 @@ from l2rl.logging.files import (
     record_to_row,
 )
 from l2rl.logging.recorder import DiskRecorder, Recorder
-from l2rl.metrics import RunMetrics, aggregate_seeds, summarize_run
+from l2rl.metrics import HEADLINE_METRICS, RunMetrics, aggregate_seeds, summarize_run
 from l2rl.progress import ProgressDisplay
 from l2rl.runner import Runner
 from l2rl.scenario import Scenario
 from l2rl.types import EvalRecord
 
-HEADLINE_METRICS = (
-    "average_performance",
-    "forgetting",
-    "forward_transfer",
-    "backward_transfer",
-    "cora_isolated_forgetting",
-    "cora_zero_shot_transfer",
-)
-"""The metrics reported in tables and aggregated over seeds."""
 
 
 @dataclass(frozen=True)

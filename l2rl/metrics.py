@@ -55,12 +55,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from l2rl.types import EvalRecord
+if TYPE_CHECKING:
+    # Annotations only: l2rl.types imports torch, and metrics must stay importable (and fast
+    # to import) in analysis scripts that never touch torch.
+    from l2rl.types import EvalRecord
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -10,8 +10,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from l2rl.experiment import HEADLINE_METRICS, metrics_of_run
-from l2rl.metrics import RunMetrics, aggregate_seeds
+from l2rl.experiment import metrics_of_run
+from l2rl.metrics import HEADLINE_METRICS, RunMetrics, aggregate_seeds
 
 
 def _fmt(value: float | int | None) -> str:

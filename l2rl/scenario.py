@@ -91,8 +91,12 @@ class Scenario:
         return cls(name=name, tasks=tuple(tasks), schedule=schedule, task_aware=task_aware)
 
     def single_task(self, task_index: int) -> Scenario:
-        """The reference scenario: one task alone, from scratch, with its total budget."""
-        steps = sum(b.steps for b in self.schedule if b.task_index == task_index)
+        """The reference scenario: one task alone, from scratch, for its first window's budget.
+
+        Forward transfer compares the AUC of a task's first window with this run's AUC, so
+        both cover the same number of steps (in cycles too).
+        """
+        steps = next(b.steps for b in self.schedule if b.task_index == task_index)
         task = self.tasks[task_index]
         return Scenario(
             name=f"{self.name}/reference/{task.name}",

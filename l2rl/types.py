@@ -142,7 +142,11 @@ class Step:
 class TransitionBatch:
     """A minibatch of transitions as torch tensors (leading dimension = batch).
 
-    ``task_ids`` holds -1 where the task is unknown (task-agnostic runs).
+    Dtypes every replay produces and every agent may rely on: ``obs``/``next_obs`` keep the
+    observation space's dtype (uint8 frames stay uint8; the network scales them),
+    ``actions`` the action dtype (int64 for Discrete), ``rewards`` float32,
+    ``terminated`` bool, ``task_ids`` int64 with -1 where the task is unknown
+    (task-agnostic runs).
     """
 
     obs: torch.Tensor

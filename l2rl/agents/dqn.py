@@ -92,6 +92,8 @@ class DQNAgent(Agent):
             default=10.0, gt=0.0, description="Clip the gradient norm to this (None: no clip)."
         )
 
+    config: Config
+
     def __init__(
         self, config: Config, env_spec: EnvSpec, services: AgentServices, seed: int
     ) -> None:
@@ -104,7 +106,7 @@ class DQNAgent(Agent):
             raise ConfigError("DQN needs a replay component (role replay)")
         if config.multi_head and not env_spec.task_aware:
             raise ConfigError("DQN multi_head needs task ids: set scenario.task_aware=true")
-        self.config = config
+        super().__init__(config, env_spec, services, seed)
         self.replay: BatchSource = services.replay
         self.num_actions = int(action_space.n)
         self.max_grad_norm = config.max_grad_norm

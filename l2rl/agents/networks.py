@@ -59,8 +59,9 @@ class QNetwork(nn.Module):
         features = self.torso(x)
         if len(self.heads) == 1:
             return self.heads[0](features)  # type: ignore[no-any-return]
-        if heads is None:
-            raise ValueError("a multi-head QNetwork needs the head index of every row")
+        if heads is None or bool((heads < 0).any()):
+            # -1 marks an unknown task; as an index it would silently pick the last head.
+            raise ValueError("a multi-head QNetwork needs the head index (>= 0) of every row")
         # Every head runs on every row and each row keeps its own: one small matmul per
         # head, and the heads a row did not select receive exactly zero gradient from it.
         all_q = torch.stack([head(features) for head in self.heads], dim=1)

@@ -1,1 +1,33 @@
-"""Package."""
+"""Tools for testing l2rl plugins: small fakes and the component conformance checker.
+
+A plugin author's test is typically one line::
+
+    from l2rl.testing import check_component
+    check_component(MyComponent, {"strength": 0.5})
+
+See ``docs/writing-a-component.md``.
+"""
+
+from l2rl.testing.conformance import ConformanceError, ConformanceReport, check_component
+from l2rl.testing.fakes import (
+    FakeAgent,
+    FakeEnv,
+    HookCall,
+    NoOpComponent,
+    RecordingComponent,
+    fake_scenario,
+    fake_tasks,
+)
+
+__all__ = [
+    "ConformanceError",
+    "ConformanceReport",
+    "FakeAgent",
+    "FakeEnv",
+    "HookCall",
+    "NoOpComponent",
+    "RecordingComponent",
+    "check_component",
+    "fake_scenario",
+    "fake_tasks",
+]

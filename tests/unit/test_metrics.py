@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -410,3 +413,10 @@ def test_bad_bootstrap_arguments_raise() -> None:
         bootstrap_ci([1.0, 2.0], confidence=1.0)
     with pytest.raises(ValueError, match="resamples"):
         bootstrap_ci([1.0, 2.0], resamples=0)
+
+
+def test_metrics_module_does_not_import_torch() -> None:
+    # A fresh interpreter: this test process has torch loaded already by other tests.
+    code = "import sys, l2rl.metrics; sys.exit('torch' in sys.modules)"
+    repo_root = Path(__file__).resolve().parents[2]
+    assert subprocess.run([sys.executable, "-c", code], cwd=repo_root).returncode == 0

@@ -8,11 +8,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+
 from l2rl.components.replay.fifo import FIFOReplay
 from l2rl.components.replay.samplers import UniformSampler
 from l2rl.components.replay.storage import TransitionStorage
 from l2rl.components.replay.writers import FIFOWriter
-
 from l2rl.core import BatchSource, RunContext
 from l2rl.types import EnvSpec, Step
 

@@ -8,12 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-
-from l2rl import registry
-from l2rl.config import ConfigError
-from l2rl.scenario import Scenario, TaskFamily
 from l2rl.scenarios.cartpole_variants import (
-    LONG_POLE_HALF_LENGTH,
     VARIANTS,
     cartpole_variants,
     make_cartpole_variant,
@@ -26,6 +21,10 @@ from l2rl.scenarios.from_envs import (
     tasks_from_envs,
 )
 from l2rl.scenarios.minigrid_sequence import DEFAULT_ENV_IDS, make_minigrid_env, minigrid_sequence
+
+from l2rl import registry
+from l2rl.config import ConfigError
+from l2rl.scenario import Scenario, TaskFamily
 from l2rl.types import ReturnRange, SuccessRate, TaskSpec
 
 NO_SUCCESS = np.zeros(0, dtype=bool)
@@ -48,18 +47,20 @@ def _lean_policy(obs: np.ndarray) -> int:
     return int(obs[2] + 0.5 * obs[3] > 0)
 
 
+def _episode(env: gym.Env[Any, Any], seed: int, policy: Any) -> tuple[float, int, bool]:
+    """Return, length and whether the time limit ended one closed-loop episode."""
+    obs, _ = env.reset(seed=seed)
+    total, steps = 0.0, 0
+    while True:
+        obs, reward, terminated, truncated, _ = env.step(policy(obs))
+        total, steps = total + float(reward), steps + 1
+        if terminated or truncated:
+            env.close()
+            return total, steps, bool(truncated)
+
+
 def _policy_score(task: TaskSpec, policy: Any, seeds: range) -> float:
-    returns = []
-    for seed in seeds:
-        env = task.make_env()
-        obs, _ = env.reset(seed=seed)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(policy(obs))
-            total += float(reward)
-            done = terminated or truncated
-        env.close()
-        returns.append(total)
+    returns = [_episode(task.make_env(), seed, policy)[0] for seed in seeds]
     return task.normalizer(np.array(returns), NO_SUCCESS)
 
 
@@ -126,12 +127,11 @@ def test_long_pole_changes_the_dynamics_consistently(variant: str, half_length: 
     env = make_cartpole_variant(variant)
     env.reset(seed=0)
     cartpole = env.unwrapped
-    assert cartpole.length == half_length  # type: ignore[attr-defined]
-    assert cartpole.polemass_length == pytest.approx(0.1 * half_length)  # type: ignore[attr-defined]
-    cartpole.state = np.array([0.0, 0.0, 0.1, 0.5])  # type: ignore[attr-defined]
+    assert cartpole.length == half_length
+    assert cartpole.polemass_length == pytest.approx(0.1 * half_length)
+    cartpole.state = np.array([0.0, 0.0, 0.1, 0.5])
     obs, *_ = env.step(1)
     assert obs[3] == pytest.approx(_expected_theta_dot(half_length, 0.1, 0.5), rel=1e-6)
-    assert LONG_POLE_HALF_LENGTH == 1.0
 
 
 def test_all_cartpole_variants_share_one_declared_space() -> None:
@@ -152,8 +152,7 @@ def test_cartpole_options_names_params_limit_and_normalizer() -> None:
     assert tasks[0].make_env() is not tasks[0].make_env()
 
     (short,) = cartpole_variants.tasks({"variants": ["long-pole"], "max_episode_steps": 30})
-    trace = _rollout(short.make_env(), 0, [_lean_policy(np.zeros(4))] * 0 + [0, 1] * 100)
-    assert len(trace) - 1 == 30 and trace[-1][3] is True  # truncated by the time limit
+    assert _episode(short.make_env(), 0, _lean_policy) == (30.0, 30, True)  # the time limit
     assert short.normalizer(np.array([30.0]), NO_SUCCESS) == 1.0
 
 
@@ -210,7 +209,7 @@ def test_minigrid_observation_is_the_flattened_symbolic_view() -> None:
 
 
 def test_minigrid_episode_limit_replaces_the_envs_own() -> None:
-    assert make_minigrid_env("MiniGrid-DoorKey-5x5-v0").unwrapped.max_steps == 250  # type: ignore[attr-defined]
+    assert make_minigrid_env("MiniGrid-DoorKey-5x5-v0").unwrapped.max_steps == 250
     (task,) = minigrid_sequence.tasks(
         {"env_ids": ["MiniGrid-DoorKey-5x5-v0"], "max_episode_steps": 4}
     )
@@ -220,7 +219,9 @@ def test_minigrid_episode_limit_replaces_the_envs_own() -> None:
 
 
 def test_minigrid_option_errors_are_clear() -> None:
-    with pytest.raises(ConfigError, match=r"env_ids.*unknown gymnasium env 'MiniGrid-DoorKey-5x5-v9'"):
+    with pytest.raises(
+        ConfigError, match=r"env_ids.*unknown gymnasium env 'MiniGrid-DoorKey-5x5-v9'"
+    ):
         minigrid_sequence.tasks({"env_ids": ["MiniGrid-DoorKey-5x5-v9"]})
     with pytest.raises(ConfigError, match="env_id"):
         minigrid_sequence.tasks({"env_id": ["MiniGrid-DoorKey-5x5-v0"]})
@@ -286,7 +287,9 @@ def test_padding_declares_one_union_box_and_zero_pads() -> None:
 
 
 def test_padded_space_widens_bounds_to_hold_the_zero_padding() -> None:
-    short = gym.spaces.Box(np.array([5.0]), np.array([6.0]), dtype=np.float32)
+    short = gym.spaces.Box(
+        np.array([5.0], np.float32), np.array([6.0], np.float32), dtype=np.float32
+    )
     long = gym.spaces.Box(np.array([1.0, 2.0]), np.array([3.0, 4.0]), dtype=np.float64)
     union = padded_space([long, short])
     assert union.dtype == np.float64

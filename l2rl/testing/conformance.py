@@ -1,0 +1,465 @@
+"""The conformance checker every component, built-in or third-party, must pass.
+
+:func:`check_component` checks what the framework relies on and what a plugin author most
+often gets wrong: the class's declarations (role, options model), its hook names and
+signatures, a save/restore round trip of its state, a real run with the runner in both the
+task-aware and the task-agnostic setting, and, for the replay role, the batch-source
+protocol. It collects every failure and raises one :class:`ConformanceError` listing them
+all, so a test run shows everything to fix at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import io
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from l2rl.builder import services_from
+from l2rl.config import ConfigError, EvalConfig, PluginConfig, validate_options
+from l2rl.core import Agent, AgentServices, BatchSource, Component, RunContext
+from l2rl.hooks import Hook, HookRegistrationError, overridden_hooks
+from l2rl.runner import Runner
+from l2rl.testing.fakes import FakeAgent, fake_scenario
+from l2rl.types import EnvSpec, Losses, TransitionBatch
+
+AgentFactory = Callable[[EnvSpec, AgentServices, int], Agent]
+"""Builds the agent a component is run with: ``(env_spec, services, seed) -> Agent``."""
+
+_MODES = ((True, "task-aware"), (False, "task-agnostic"))
+_MAX_DIFFERENCES = 5
+# Methods the runner calls besides hooks; a wrong parameter count fails only mid-run.
+_OTHER_METHODS = ("losses", "state_dict", "load_state_dict")
+
+
+@dataclass(frozen=True)
+class ConformanceReport:
+    """The checks a component passed.
+
+    Attributes:
+        component: the name the component ran under.
+        passed: names of the checks passed, in the order run.
+        hooks: the hooks the component implements.
+    """
+
+    component: str
+    passed: tuple[str, ...]
+    hooks: tuple[str, ...]
+
+
+class ConformanceError(AssertionError):
+    """A component failed conformance checks; the message lists every failed check.
+
+    Attributes:
+        component: the name the component ran under.
+        failures: ``(check, what went wrong)`` pairs.
+        passed: the checks that passed.
+    """
+
+    def __init__(
+        self, component: str, failures: list[tuple[str, str]], passed: list[str]
+    ) -> None:
+        lines = [f"component {component!r} failed {len(failures)} conformance check(s):"]
+        lines += [f"  - {check}: {detail}" for check, detail in failures]
+        super().__init__("\n".join(lines))
+        self.component = component
+        self.failures = list(failures)
+        self.passed = list(passed)
+
+
+def _fake_agent(env_spec: EnvSpec, services: AgentServices, seed: int) -> Agent:
+    return FakeAgent(FakeAgent.Config(), env_spec, services, seed)
+
+
+class _Checks:
+    """Collects passed and failed checks."""
+
+    def __init__(self) -> None:
+        self.passed: list[str] = []
+        self.failures: list[tuple[str, str]] = []
+
+    def record(self, check: str, problem: str | None) -> bool:
+        if problem is None:
+            self.passed.append(check)
+            return True
+        self.failures.append((check, problem))
+        return False
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def check_component(
+    component_cls: type[Component],
+    options: Mapping[str, Any] | None = None,
+    *,
+    num_tasks: int = 2,
+    steps_per_task: int = 32,
+    agent_factory: AgentFactory | None = None,
+    name: str | None = None,
+    seed: int = 0,
+) -> ConformanceReport:
+    """Check that ``component_cls`` works with the framework; raise listing all failures.
+
+    The runs use :func:`~l2rl.testing.fakes.fake_scenario` (a 4-float ``Box`` observation,
+    2 discrete actions) with ``num_tasks`` tasks of ``steps_per_task`` steps, evaluated
+    mid-window and at each window's end, one episode per task.
+
+    Args:
+        component_cls: the component class, as its entry point would load it.
+        options: the component's options (validated by its ``Config``).
+        num_tasks: tasks in the fake scenario.
+        steps_per_task: env steps in each training window.
+        agent_factory: builds the agent, ``(env_spec, services, seed) -> Agent``; default
+            :class:`~l2rl.testing.fakes.FakeAgent`, which samples from a replay component
+            when given one. Pass one when the component needs a particular agent.
+        name: the name the component runs under (default: the class name).
+        seed: the runs' seed.
+
+    Returns:
+        The checks passed.
+
+    Raises:
+        ConformanceError: at least one check failed; every failure is listed.
+    """
+    label = name or str(getattr(component_cls, "__name__", repr(component_cls)))
+    checks = _Checks()
+    config = _check_declarations(component_cls, options or {}, label, checks)
+    if config is None:
+        raise ConformanceError(label, checks.failures, checks.passed)
+    hooks = _check_hooks(component_cls, config, label, checks)
+    if hooks is not None:
+        for task_aware, mode in _MODES:
+            _check_run(
+                component_cls,
+                config,
+                label,
+                checks,
+                task_aware=task_aware,
+                mode=mode,
+                num_tasks=num_tasks,
+                steps_per_task=steps_per_task,
+                agent_factory=agent_factory or _fake_agent,
+                seed=seed,
+            )
+    if checks.failures:
+        raise ConformanceError(label, checks.failures, checks.passed)
+    return ConformanceReport(label, tuple(checks.passed), tuple(hooks or ()))
+
+
+def _check_declarations(
+    cls: type[Component], options: Mapping[str, Any], label: str, checks: _Checks
+) -> PluginConfig | None:
+    """Subclass, role and Config declarations, then the options; the config if usable."""
+    if not (isinstance(cls, type) and issubclass(cls, Component)):
+        checks.record("subclass", f"{cls!r} is not a subclass of l2rl.core.Component")
+        return None
+    checks.record("subclass", None)
+    role = getattr(cls, "role", None)
+    checks.record(
+        "role",
+        None
+        if isinstance(role, str) and role and not any(c.isspace() for c in role)
+        else f"role must be a non-empty string without spaces, got {role!r}",
+    )
+    model = getattr(cls, "Config", None)
+    if not (isinstance(model, type) and issubclass(model, PluginConfig)):
+        checks.record("config", f"Config must be a PluginConfig subclass, got {model!r}")
+        return None
+    checks.record("config", None)
+    try:
+        config = validate_options(model, options, f"component {label!r} options")
+    except ConfigError as err:
+        checks.record("options", str(err))
+        return None
+    checks.record("options", None)
+    return config
+
+
+def _check_hooks(
+    cls: type[Component], config: PluginConfig, label: str, checks: _Checks
+) -> list[str] | None:
+    """Hook names and signatures, and the other methods the runner calls."""
+    scenario = fake_scenario(num_tasks=1, steps_per_task=1)
+    try:
+        component = cls(config, scenario.env_spec())
+    except Exception as exc:
+        checks.record("construct", f"{label}(config, env_spec) raised {_describe(exc)}")
+        return None
+    checks.record("construct", None)
+    problems = []
+    try:
+        implemented = set(overridden_hooks(component))
+        hooks = [hook.value for hook in Hook if hook in implemented]  # dispatch-doc order
+    except HookRegistrationError as err:
+        problems.append(str(err))
+        hooks = []
+    for method in _OTHER_METHODS:
+        expected = _parameter_count(getattr(Component, method))
+        got = _parameter_count(getattr(cls, method))
+        if got != expected:
+            problems.append(f"{cls.__name__}.{method} takes {got} parameters, expected {expected}")
+    if not checks.record("hooks", "; ".join(problems) or None):
+        return None
+    return hooks
+
+
+def _parameter_count(function: Any) -> int:
+    return len(inspect.signature(function).parameters)
+
+
+def _check_run(
+    cls: type[Component],
+    config: PluginConfig,
+    label: str,
+    checks: _Checks,
+    *,
+    task_aware: bool,
+    mode: str,
+    num_tasks: int,
+    steps_per_task: int,
+    agent_factory: AgentFactory,
+    seed: int,
+) -> None:
+    """A full run in one setting, then state round trip and (replay) sampling."""
+    scenario = fake_scenario(num_tasks, steps_per_task, task_aware=task_aware)
+    env_spec = scenario.env_spec()
+    component = cls(config, env_spec)
+    component.name = label
+    if component.role == "replay" and not checks.record(
+        f"replay protocol[{mode}]",
+        None
+        if isinstance(component, BatchSource)
+        else "a replay component must define __len__() and sample(batch_size)",
+    ):
+        return
+    probe = _BatchProbe(env_spec)
+    try:
+        services = services_from([component])
+        agent = agent_factory(env_spec, services, seed)
+        evaluation = EvalConfig(every=max(1, steps_per_task // 2), episodes=1)
+        runner = Runner(scenario, agent, [component, probe], evaluation, seed)
+        result = runner.run()
+    except Exception as exc:
+        checks.record(f"run[{mode}]", _describe(exc))
+        return
+    if not checks.record(
+        f"run[{mode}]",
+        None
+        if result.updates > 0
+        else "the agent made no update, so update hooks and losses were never exercised; "
+        "raise steps_per_task or pass an agent_factory whose agent learns sooner",
+    ):
+        return
+    _check_state_round_trip(cls, config, env_spec, component, checks, mode, runner.ctx, probe.batch)
+    if component.role == "replay":
+        checks.record(f"replay sample[{mode}]", _replay_problem(component, env_spec))
+
+
+class _BatchProbe(Component):
+    """Keeps the run's last minibatch, to show it to a restored component afterwards."""
+
+    # Sorts after every other role, so it sees the batch last and changes nothing.
+    role = "~conformance-probe"
+
+    def __init__(self, env_spec: EnvSpec) -> None:
+        super().__init__(PluginConfig(), env_spec)
+        self.name = "conformance-probe"
+        self.batch: Any = None
+
+    def losses(self, ctx: RunContext, batch: Any) -> Losses:
+        """Keep ``batch``; add nothing."""
+        self.batch = batch
+        return {}
+
+
+def _check_state_round_trip(
+    cls: type[Component],
+    config: PluginConfig,
+    env_spec: EnvSpec,
+    component: Component,
+    checks: _Checks,
+    mode: str,
+    ctx: RunContext,
+    batch: Any,
+) -> None:
+    """Save, load safely into a fresh instance, compare states, then behaviour.
+
+    Equal state dicts do not prove much when state lives outside ``state_dict`` (a
+    forgotten key): the restored instance must also give the same loss terms on the
+    run's last minibatch and, for a replay, the same sample.
+    """
+    check = f"state_dict[{mode}]"
+    try:
+        state = component.state_dict()
+    except Exception as exc:
+        checks.record(check, f"state_dict() raised {_describe(exc)}")
+        return
+    if not isinstance(state, Mapping):
+        checks.record(check, f"state_dict() must return a dict, got {type(state).__name__}")
+        return
+    buffer = io.BytesIO()
+    try:
+        torch.save(state, buffer)
+    except Exception as exc:
+        checks.record(check, f"torch.save(state_dict()) failed: {_describe(exc)}")
+        return
+    buffer.seek(0)
+    try:
+        # Checkpoints are read back with weights_only=True (no arbitrary unpickling), so
+        # state must be tensors and plain Python values.
+        loaded = torch.load(buffer, weights_only=True)
+    except Exception as exc:
+        checks.record(
+            check,
+            "torch.load(weights_only=True) refused the state (keep to tensors and plain "
+            f"Python values, no numpy arrays or custom objects): {_describe(exc)}",
+        )
+        return
+    fresh = cls(config, env_spec)
+    try:
+        fresh.load_state_dict(loaded)
+        restored = fresh.state_dict()
+    except Exception as exc:
+        checks.record(check, f"load_state_dict into a fresh instance raised {_describe(exc)}")
+        return
+    differences = state_differences(state, restored)
+    if differences:
+        checks.record(
+            check,
+            "a fresh instance loaded with state_dict() gives a different state_dict(): "
+            + "; ".join(differences),
+        )
+        return
+    try:
+        differences = _behaviour_differences(component, fresh, ctx, batch)
+    except Exception as exc:
+        checks.record(check, f"the restored instance raised {_describe(exc)}")
+        return
+    checks.record(
+        check,
+        None
+        if not differences
+        else "a fresh instance loaded with state_dict() behaves differently (is some state "
+        "missing from state_dict?): " + "; ".join(differences),
+    )
+
+
+def _behaviour_differences(
+    original: Component, restored: Component, ctx: RunContext, batch: Any
+) -> list[str]:
+    """Differences in loss terms on ``batch`` and, for a replay, in ``sample(4)``."""
+    found: list[str] = []
+    if batch is not None and type(original).losses is not Component.losses:
+        mine = _seeded(original.losses, ctx, batch)
+        theirs = _seeded(restored.losses, ctx, batch)
+        found += state_differences(mine, theirs, "losses(ctx, last batch)")
+    if original.role == "replay" and isinstance(original, BatchSource) and len(original) > 0:
+        assert isinstance(restored, BatchSource)
+        try:
+            mine = original.sample(4)
+        except Exception:
+            return found  # the replay sample check reports it
+        theirs = restored.sample(4)
+        found += state_differences(_fields(mine), _fields(theirs), "sample(4)")
+    return found
+
+
+def _seeded(method: Callable[..., Any], *args: Any) -> Any:
+    """Call ``method`` with torch's and numpy's global generators at a fixed state.
+
+    So that a loss drawing from the global generators gives the same value twice; the
+    callers' generator states are restored afterwards.
+    """
+    numpy_state = np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            np.random.seed(0)
+            return method(*args)
+    finally:
+        np.random.set_state(numpy_state)
+
+
+def _fields(batch: Any) -> Any:
+    """A dataclass's fields as a dict, for comparison; anything else as it is."""
+    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        return {f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)}
+    return batch
+
+
+def _replay_problem(component: Component, env_spec: EnvSpec) -> str | None:
+    """Why sampling from a replay that saw a run is wrong, or ``None``."""
+    assert isinstance(component, BatchSource)
+    if len(component) <= 0:
+        return f"len() is {len(component)} after a run that stored transitions"
+    try:
+        batch = component.sample(4)
+    except Exception as exc:
+        return f"sample(4) raised {_describe(exc)}"
+    if not isinstance(batch, TransitionBatch):
+        return f"sample(4) must return a TransitionBatch, got {type(batch).__name__}"
+    obs_shape = (4, *(env_spec.observation_space.shape or ()))
+    if len(batch) != 4 or tuple(batch.obs.shape) != obs_shape:
+        return f"sample(4) returned obs of shape {tuple(batch.obs.shape)}, expected {obs_shape}"
+    return None
+
+
+def state_differences(a: Any, b: Any, path: str = "state") -> list[str]:
+    """Where two state dicts differ (at most a few places), recursing into containers.
+
+    Tensors and arrays compare by dtype, shape and values (NaN equals NaN); mappings by
+    keys and values; lists and tuples element-wise; anything else with ``==``.
+    """
+    found: list[str] = []
+    _diff(a, b, path, found)
+    return found[:_MAX_DIFFERENCES]
+
+
+def _diff(a: Any, b: Any, path: str, found: list[str]) -> None:
+    if len(found) >= _MAX_DIFFERENCES:
+        return
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            found.append(f"{path}: {type(a).__name__} vs {type(b).__name__}")
+        elif a.dtype != b.dtype or a.shape != b.shape:
+            found.append(f"{path}: {a.dtype}{list(a.shape)} vs {b.dtype}{list(b.shape)}")
+        elif not _arrays_equal(a.detach().cpu().numpy(), b.detach().cpu().numpy()):
+            found.append(f"{path}: tensor values differ")
+    elif isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+            found.append(f"{path}: {type(a).__name__} vs {type(b).__name__}")
+        elif a.dtype != b.dtype or a.shape != b.shape:
+            found.append(f"{path}: {a.dtype}{list(a.shape)} vs {b.dtype}{list(b.shape)}")
+        elif not _arrays_equal(a, b):
+            found.append(f"{path}: array values differ")
+    elif isinstance(a, Mapping) and isinstance(b, Mapping):
+        if set(a) != set(b):
+            found.append(f"{path}: keys {sorted(map(str, a))} vs {sorted(map(str, b))}")
+            return
+        for key in a:
+            _diff(a[key], b[key], f"{path}[{key!r}]", found)
+    elif isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        if type(a) is not type(b) or len(a) != len(b):
+            found.append(
+                f"{path}: {type(a).__name__} of {len(a)} vs {type(b).__name__} of {len(b)}"
+            )
+            return
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _diff(x, y, f"{path}[{i}]", found)
+    elif isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return
+    elif type(a) is not type(b) or a != b:
+        found.append(f"{path}: {a!r} vs {b!r}")
+
+
+def _arrays_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    # equal_nan only applies to inexact kinds; numpy raises for it on e.g. strings.
+    return bool(np.array_equal(a, b, equal_nan=np.issubdtype(a.dtype, np.inexact)))

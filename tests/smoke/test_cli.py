@@ -1,0 +1,98 @@
+"""The l2rl command line end to end on a tiny scenario."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from l2rl.cli import main
+
+TINY = {
+    "name": "tiny",
+    "seeds": [0, 1],
+    "scenario": {
+        "name": "cartpole-variants",
+        "options": {"variants": ["base", "swap-actions"], "max_episode_steps": 50},
+        "steps_per_task": 300,
+    },
+    "agent": {"name": "dqn", "options": {"learning_starts": 64, "batch_size": 32}},
+    "replay": {"name": "fifo", "options": {"capacity": 1000}},
+    "evaluation": {"every": 100, "episodes": 2},
+    "progress": False,
+}
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "output_dir": str(tmp_path / "runs")}))
+    return path
+
+
+def test_help_documents_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("run", "check", "list", "metrics"):
+        assert command in out
+
+
+def test_list_shows_builtins_from_entry_points(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("dqn", "fifo", "cartpole-variants", "minigrid-sequence", "gym-sequence"):
+        assert name in out
+
+
+def test_run_writes_every_output_and_metrics_reads_them_back(
+    tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", str(tiny_config), "scenario.steps_per_task=200"]) == 0
+    out = capsys.readouterr().out
+    assert "forgetting" in out and "90% CI" in out
+    (experiment,) = (tmp_path / "runs").glob("tiny-*")
+    summary = json.loads((experiment / "summary.json").read_text())
+    assert summary["average_performance"]["n"] == 2
+    for seed in (0, 1):
+        run = experiment / f"seed_{seed}"
+        metrics = json.loads((run / "metrics.json").read_text())
+        for key in ("average_performance", "forgetting", "forward_transfer", "backward_transfer"):
+            assert key in metrics
+        assert yaml.safe_load((run / "config.yaml").read_text())["seeds"] == [seed]
+        rows = (run / "evals.jsonl").read_text().splitlines()
+        # 2 tasks x (1 before training + 2 windows x (200 steps / every 100)) evaluations
+        assert len(rows) == 2 * (1 + 2 * 2)
+        assert (run / "reference_evals.jsonl").is_file()
+        assert (run / "checkpoint.pt").is_file()
+        assert any((run / "tb").iterdir())
+    # the reference runs are cached and shared by both seeds' later experiments
+    assert len(list((tmp_path / "runs" / "_reference").iterdir())) == 2 * 2
+
+    assert main(["metrics", str(experiment)]) == 0
+    assert "average_performance" in capsys.readouterr().out
+
+
+def test_bad_config_exits_2_with_a_message(
+    tiny_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", str(tiny_config), "agent.options.lr=-1"]) == 2
+    err = capsys.readouterr().err
+    assert "l2rl: error:" in err and "lr" in err
+    assert main(["check", str(tiny_config), "agent.name=nope"]) == 2
+    assert "unknown agent 'nope'" in capsys.readouterr().err
+
+
+def test_check_accepts_a_good_config(tiny_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(tiny_config)]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_metrics_on_an_empty_folder_fails_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["metrics", str(tmp_path)]) == 2
+    assert "no run" in capsys.readouterr().err
