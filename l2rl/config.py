@@ -116,6 +116,9 @@ class RunConfig(_Strict):
         default_factory=list, description="Further components, in dispatch order within a role."
     )
     evaluation: EvalConfig
+    num_envs: int = Field(
+        default=1, gt=0, description="Training envs stepped in lockstep (budgets count all)."
+    )
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     output_dir: str = Field(default="runs", description="Where run directories are created.")
     torch_threads: int | None = Field(

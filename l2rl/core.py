@@ -8,8 +8,8 @@ The runner (:mod:`l2rl.runner`) is the only training loop. Written out, it is::
     for block, (task, steps) in enumerate(scenario.schedule):
         if task_aware:
             agent.on_task_start(task); hooks.fire(on_task_start, ctx, task)
-        for _ in range(steps):
-            action = agent.act(obs, task_id, explore=True)
+        for _ in range(steps):                                # over num_envs envs in lockstep
+            action = agent.act(obs, task_id, explore=True)    # act_batch when num_envs > 1
             step = Step(obs, action, reward, next_obs, ...)  # from env.step
             agent.observe(step); hooks.fire(on_step, ctx, step)
             for batch in agent.batches(global_step):          # empty when no update is due
@@ -37,7 +37,7 @@ Components reach the agent through ``ctx.agent``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -62,6 +62,26 @@ class BatchSource(Protocol):
 
     def sample(self, batch_size: int) -> TransitionBatch:
         """A minibatch of ``batch_size`` transitions."""
+        ...
+
+
+@runtime_checkable
+class PolicyAgent(Protocol):
+    """An agent that exposes its policy and value on stored observations.
+
+    Regularizers that need more than parameters use this: EWC's Fisher needs
+    ``log pi(a|s)``, behaviour cloning (CLEAR) needs the policy distribution and the state
+    value on replayed observations. ``task_ids`` holds -1 where the task is unknown.
+    """
+
+    def policy_distribution(
+        self, obs: torch.Tensor, task_ids: torch.Tensor
+    ) -> torch.distributions.Distribution:
+        """The (differentiable) action distribution the agent acts from, per observation."""
+        ...
+
+    def state_value(self, obs: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """The (differentiable) state-value estimate, shape ``[batch]``."""
         ...
 
 
@@ -152,6 +172,14 @@ class Agent(abc.ABC):
             task_id: task index in task-aware runs, ``None`` otherwise.
             explore: ``True`` while training; ``False`` for evaluation (deterministic).
         """
+
+    def act_batch(self, obs: np.ndarray, task_id: int | None, explore: bool) -> Sequence[Any]:
+        """Actions for a stack of observations, one per training env (``num_envs > 1``).
+
+        The default calls :meth:`act` on each; batched agents override it with one
+        forward pass.
+        """
+        return [self.act(o, task_id, explore) for o in obs]
 
     def observe(self, step: Step) -> None:  # noqa: B027 - optional, most agents ignore it
         """See one transition (on-policy agents collect rollouts here)."""

@@ -49,7 +49,6 @@ from l2rl.scenario import Scenario
 from l2rl.types import EvalRecord
 
 
-
 @dataclass(frozen=True)
 class ExperimentResult:
     """Where an experiment wrote its results, and its metrics."""
@@ -81,6 +80,7 @@ def _reference_key(config: RunConfig, scenario: Scenario, task_index: int, seed:
         "steps": reference.total_steps,
         "evaluation": config.evaluation.model_dump(mode="json"),
         "seed": seed,
+        "num_envs": config.num_envs,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -111,6 +111,7 @@ def reference_records(
                 seed,
                 progress=bar,
                 env_spec=built.env_spec,
+                num_envs=config.num_envs,
             ).run()
         # Written whole and renamed, so an interrupted reference run is never taken as done.
         atomic_write_text(done, "".join(json.dumps(record_to_row(r)) + "\n" for r in run.records))
@@ -140,6 +141,7 @@ def run_seed(config: RunConfig, seed: int, run_dir: Path) -> RunMetrics:
             progress=bar,
             checkpoint_path=run_dir / "checkpoint.pt",
             env_spec=built.env_spec,
+            num_envs=config.num_envs,
         ).run()
     reference = None
     if config.metrics.reference_runs:

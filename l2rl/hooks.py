@@ -67,12 +67,16 @@ _HOOK_PREFIXES = ("on_", "before_", "after_")
 class ComponentError(RuntimeError):
     """An exception raised inside a component, re-raised naming the component and hook."""
 
-    def __init__(self, component: str, hook: str, cause: BaseException) -> None:
-        super().__init__(
-            f"component {component!r} failed in {hook}: {type(cause).__name__}: {cause}"
-        )
+    def __init__(self, component: str, hook: str, cause: BaseException | str) -> None:
+        detail = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
+        super().__init__(f"component {component!r} failed in {hook}: {detail}")
         self.component = component
         self.hook = hook
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[type[ComponentError], tuple[str, str, str]]:
+        # Rebuilt from strings so the error survives pickling (e.g. from a worker process).
+        return (type(self), (self.component, self.hook, self.detail))
 
 
 class HookRegistrationError(TypeError):

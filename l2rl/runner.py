@@ -66,6 +66,9 @@ class Runner:
         progress: a progress display, or ``None``.
         checkpoint_path: where to save agent and component state at each window's end.
         log_every_updates: write loss scalars every this many optimiser steps.
+        env_spec: the scenario's spaces if already computed (saves building every env).
+        num_envs: training envs stepped in lockstep; the agent acts on all at once through
+            ``Agent.act_batch``. Window budgets count transitions over all envs.
     """
 
     def __init__(
@@ -80,7 +83,10 @@ class Runner:
         checkpoint_path: Path | None = None,
         log_every_updates: int = 100,
         env_spec: EnvSpec | None = None,
+        num_envs: int = 1,
     ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be positive, got {num_envs}")
         self.scenario = scenario
         self.agent = agent
         self.hooks = HookDispatcher(components)
@@ -90,6 +96,7 @@ class Runner:
         self.progress = progress
         self.checkpoint_path = checkpoint_path
         self.log_every_updates = log_every_updates
+        self.num_envs = num_envs
         self.env_spec = env_spec or scenario.env_spec()
         self.ctx = RunContext(agent, self.env_spec, scenario.tasks, seed, self.recorder)
         self.records: list[EvalRecord] = []
@@ -121,11 +128,14 @@ class Runner:
         )
 
     def _task_info(self, task_index: int, block: int) -> TaskInfo:
+        schedule = self.scenario.schedule
         return TaskInfo(
             index=task_index,
             name=self.scenario.tasks[task_index].name,
             block=block,
             num_tasks=len(self.scenario.tasks),
+            start_step=sum(b.steps for b in schedule[: max(block, 0)]),
+            steps=schedule[block].steps if block >= 0 else 0,
         )
 
     def _train_block(self, block: int, task_index: int, steps: int) -> None:
@@ -140,49 +150,60 @@ class Runner:
         if self.progress is not None:
             self.progress.start_block(block, len(self.scenario.schedule), info.name)
 
-        env = self.scenario.tasks[task_index].make_env()
-        obs, _ = env.reset(seed=derive_seed(self.seed, _TRAIN_ENV, block))
-        episode_return = 0.0
+        # num_envs copies of the task's env stepped in lockstep in this process (on 2 cores
+        # a subprocess pool loses to this for cheap envs); each transition then goes through
+        # the same per-step path, so hooks, updates and evaluation see single transitions.
+        envs = [self.scenario.tasks[task_index].make_env() for _ in range(self.num_envs)]
+        obs = [
+            env.reset(seed=derive_seed(self.seed, _TRAIN_ENV, block, i))[0]
+            for i, env in enumerate(envs)
+        ]
+        episode_returns = [0.0] * len(envs)
         every = self.evaluation.every
         on_step = hooks.handlers(Hook.STEP)
-        block_start, first_step = time.perf_counter(), ctx.global_step
+        block_start, done = time.perf_counter(), 0
         try:
-            for step_in_block in range(steps):
-                action = agent.act(obs, task_id, True)
-                next_obs, reward, terminated, truncated, _ = env.step(action)
-                ctx.global_step += 1
-                step = Step(
-                    obs=obs,
-                    action=action,
-                    reward=float(reward),
-                    next_obs=next_obs,
-                    terminated=bool(terminated),
-                    truncated=bool(truncated),
-                    task_id=task_id,
-                    global_step=ctx.global_step,
-                )
-                agent.observe(step)
-                if on_step:
-                    hooks.fire(Hook.STEP, ctx, step)
-                for batch in agent.batches(ctx.global_step):
-                    self._update(batch)
-                episode_return += float(reward)
-                if terminated or truncated:
-                    self._end_episode(episode_return)
-                    episode_return = 0.0
-                    obs, _ = env.reset()
+            while done < steps:
+                if len(envs) == 1:
+                    actions = [agent.act(obs[0], task_id, True)]
                 else:
-                    obs = next_obs
-                if ctx.global_step % every == 0 and step_in_block != steps - 1:
-                    self._evaluate(block, task_index, block_end=False)
-                if self.progress is not None and ctx.global_step % 250 == 0:
-                    self._show_progress(
-                        self.progress,
-                        ctx.global_step - first_step,
-                        time.perf_counter() - block_start,
+                    actions = list(agent.act_batch(np.stack(obs), task_id, True))
+                # The last round may need fewer transitions than there are envs.
+                for i, env in enumerate(envs[: steps - done]):
+                    next_obs, reward, terminated, truncated, _ = env.step(actions[i])
+                    ctx.global_step += 1
+                    done += 1
+                    step = Step(
+                        obs=obs[i],
+                        action=actions[i],
+                        reward=float(reward),
+                        next_obs=next_obs,
+                        terminated=bool(terminated),
+                        truncated=bool(truncated),
+                        task_id=task_id,
+                        global_step=ctx.global_step,
+                        env_index=i,
                     )
+                    agent.observe(step)
+                    if on_step:
+                        hooks.fire(Hook.STEP, ctx, step)
+                    for batch in agent.batches(ctx.global_step):
+                        self._update(batch)
+                    episode_returns[i] += float(reward)
+                    if terminated or truncated:
+                        self._end_episode(episode_returns[i])
+                        episode_returns[i] = 0.0
+                        obs[i], _ = env.reset()
+                    else:
+                        obs[i] = next_obs
+                    if ctx.global_step % every == 0 and done != steps:
+                        self._evaluate(block, task_index, block_end=False)
+                    if self.progress is not None and ctx.global_step % 250 == 0:
+                        elapsed = time.perf_counter() - block_start
+                        self._show_progress(self.progress, done, elapsed)
         finally:
-            env.close()
+            for env in envs:
+                env.close()
         self._evaluate(block, task_index, block_end=True)
         if aware:
             hooks.fire(Hook.TASK_END, ctx, info)
@@ -204,6 +225,8 @@ class Runner:
         ctx, hooks, agent = self.ctx, self.hooks, self.agent
         hooks.fire(Hook.BEFORE_UPDATE, ctx)
         losses = self._collect_losses(batch)
+        if not losses:
+            raise LossKeyError("the agent and components returned no loss terms for this batch")
         total = torch.stack([v.reshape(()) for v in losses.values()]).sum()
         optimizer = agent.optimizer
         optimizer.zero_grad(set_to_none=True)

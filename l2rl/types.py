@@ -88,19 +88,27 @@ class TaskBlock:
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """What a component or agent is told about the current task (task-aware runs only).
+    """What a component or agent is told about a task (task-aware runs only).
+
+    ``index`` and ``name`` say which task; ``block``, ``start_step`` and ``steps`` say
+    when: the training window in progress (in evaluation hooks too, where the task named
+    is the one being evaluated; ``block`` is -1 before any training).
 
     Attributes:
         index: position of the task in ``scenario.tasks`` (stable across cycles).
         name: the task's name.
-        block: position of this training window in the schedule.
+        block: position of the training window in progress in the schedule.
         num_tasks: number of distinct tasks in the scenario.
+        start_step: global env step at which that window began.
+        steps: length of that window in env steps (0 before any training).
     """
 
     index: int
     name: str
     block: int
     num_tasks: int
+    start_step: int = 0
+    steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,7 @@ class Step:
 
     ``task_id`` is ``None`` in task-agnostic runs. ``terminated`` marks a true terminal
     state (no bootstrapping); ``truncated`` a time limit (bootstrap from ``next_obs``).
+    ``env_index`` says which of the run's parallel training envs produced it.
     """
 
     obs: np.ndarray
@@ -136,6 +145,7 @@ class Step:
     truncated: bool
     task_id: int | None
     global_step: int
+    env_index: int = 0
 
 
 @dataclass(frozen=True)

@@ -62,9 +62,7 @@ class ConformanceError(AssertionError):
         passed: the checks that passed.
     """
 
-    def __init__(
-        self, component: str, failures: list[tuple[str, str]], passed: list[str]
-    ) -> None:
+    def __init__(self, component: str, failures: list[tuple[str, str]], passed: list[str]) -> None:
         lines = [f"component {component!r} failed {len(failures)} conformance check(s):"]
         lines += [f"  - {check}: {detail}" for check, detail in failures]
         super().__init__("\n".join(lines))
@@ -231,7 +229,11 @@ def _check_run(
     """A full run in one setting, then state round trip and (replay) sampling."""
     scenario = fake_scenario(num_tasks, steps_per_task, task_aware=task_aware)
     env_spec = scenario.env_spec()
-    component = cls(config, env_spec)
+    try:
+        component = cls(config, env_spec)
+    except Exception as exc:
+        checks.record(f"run[{mode}]", f"{label}(config, env_spec) raised {_describe(exc)}")
+        return
     component.name = label
     if component.role == "replay" and not checks.record(
         f"replay protocol[{mode}]",
@@ -323,8 +325,8 @@ def _check_state_round_trip(
             f"Python values, no numpy arrays or custom objects): {_describe(exc)}",
         )
         return
-    fresh = cls(config, env_spec)
     try:
+        fresh = cls(config, env_spec)
         fresh.load_state_dict(loaded)
         restored = fresh.state_dict()
     except Exception as exc:

@@ -154,6 +154,20 @@ def test_a_constructor_that_raises_is_reported() -> None:
     assert "ValueError: needs a continuous action space" in failures(err)["construct"]
 
 
+def test_a_component_that_cannot_run_task_agnostic_fails_that_run_only() -> None:
+    class NeedsTaskIds(Component):
+        def __init__(self, config: PluginConfig, env_spec: EnvSpec) -> None:
+            if not env_spec.task_aware:
+                raise ValueError("needs task ids")
+            super().__init__(config, env_spec)
+
+    with pytest.raises(ConformanceError) as err:
+        check_component(NeedsTaskIds)
+    assert failures(err) == {
+        "run[task-agnostic]": "NeedsTaskIds(config, env_spec) raised ValueError: needs task ids"
+    }
+
+
 # --- hook signatures ---------------------------------------------------------------------
 def test_a_hook_with_the_wrong_signature_fails() -> None:
     class ForgotPayload(Component):

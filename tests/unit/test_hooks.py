@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import pickle
 from typing import Any
 
 import pytest
@@ -99,7 +100,13 @@ def test_dispatch_follows_role_order_then_the_given_order() -> None:
     dispatcher = HookDispatcher(components)
     dispatcher.fire(Hook.BEFORE_UPDATE, None)
     assert [call.component for call in log] == [
-        "detector-1", "replay-1", "reg-1", "reg-2", "custom-1", "alpha-1", "zeta-1",
+        "detector-1",
+        "replay-1",
+        "reg-1",
+        "reg-2",
+        "custom-1",
+        "alpha-1",
+        "zeta-1",
     ]
     assert {call.hook for call in log} == {"before_update"}
     assert [c.name for c in dispatcher.loss_providers] == [call.component for call in log]
@@ -155,3 +162,11 @@ def test_loss_providers_are_only_components_that_override_losses() -> None:
     penalty = Penalty(PluginConfig(), ENV_SPEC)
     dispatcher = HookDispatcher([NoOpComponent(PluginConfig(), ENV_SPEC), penalty])
     assert dispatcher.loss_providers == [penalty]
+
+
+def test_component_error_survives_pickling() -> None:
+    error = ComponentError("ewc", "on_task_end", ValueError("bad fisher"))
+    copy = pickle.loads(pickle.dumps(error))
+    assert isinstance(copy, ComponentError)
+    assert (copy.component, copy.hook, str(copy)) == ("ewc", "on_task_end", str(error))
+    assert "ValueError: bad fisher" in str(copy)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,11 @@ def linear(ctx: RunContext) -> torch.nn.Linear:
     return layer
 
 
+def which(task: TaskInfo) -> tuple[int, str, int, int]:
+    """(index, name, block, num_tasks): which task, in which window."""
+    return (task.index, task.name, task.block, task.num_tasks)
+
+
 def component_hooks(log: list[HookCall], name: str = "rec") -> list[str]:
     return [call.hook for call in log if call.component == name]
 
@@ -93,16 +99,23 @@ def test_task_aware_hook_order_is_exactly_the_documented_one() -> None:
 
     window = [
         "on_task_start",
-        "on_step",                          # step 1
-        "on_step", *UPDATE, *eval_round(True),  # step 2: update, mid-window evaluation
-        "on_step",                          # step 3
-        "on_step", *UPDATE,                 # step 4: update; the window-end evaluation follows
+        "on_step",  # step 1
+        "on_step",
+        *UPDATE,
+        *eval_round(True),  # step 2: update, mid-window evaluation
+        "on_step",  # step 3
+        "on_step",
+        *UPDATE,  # step 4: update; the window-end evaluation follows
         *eval_round(True),
         "on_task_end",
         "on_consolidate",
     ]
     assert component_hooks(log) == [
-        "on_run_start", *eval_round(True), *window, *window, "on_run_end",
+        "on_run_start",
+        *eval_round(True),
+        *window,
+        *window,
+        "on_run_end",
     ]
     assert (result.env_steps, result.updates, result.episodes) == (8, 4, 4)
 
@@ -132,7 +145,7 @@ def test_payloads_are_typed_and_describe_the_moment() -> None:
     assert [s.global_step for s in steps] == list(range(1, 9))
     assert [s.task_id for s in steps] == [0] * 4 + [1] * 4
     starts = [c.payload for c in mine if c.hook == "on_task_start"]
-    assert starts == [TaskInfo(0, "fake-0", 0, 2), TaskInfo(1, "fake-1", 1, 2)]
+    assert [which(t) for t in starts] == [(0, "fake-0", 0, 2), (1, "fake-1", 1, 2)]
     updates = [c.payload for c in mine if c.hook == "after_update"]
     assert [u.update_index for u in updates] == [1, 2, 3, 4]
     assert all(set(u.losses) == {"loss_q"} for u in updates)
@@ -320,8 +333,12 @@ def test_evaluation_before_training_every_n_steps_and_at_each_window_end() -> No
     # every-4 evaluation there is the window-end one, not a second round.
     assert rounds(result) == [
         (0, -1, -1, True),
-        (4, 0, 0, False), (8, 0, 0, False), (10, 0, 0, True),
-        (12, 1, 1, False), (16, 1, 1, False), (20, 1, 1, True),
+        (4, 0, 0, False),
+        (8, 0, 0, False),
+        (10, 0, 0, True),
+        (12, 1, 1, False),
+        (16, 1, 1, False),
+        (20, 1, 1, True),
     ]
     assert len(result.records) == 7 * 2
     assert [r.eval_task for r in result.records] == [0, 1] * 7
@@ -403,19 +420,76 @@ def test_cycles_repeat_the_task_sequence_as_new_blocks() -> None:
     log: list[HookCall] = []
     result = run(scenario, make_components(scenario, log, {"rec": "custom"}), log=log, every=100)
     starts = [c.payload for c in log if c.component == "rec" and c.hook == "on_task_start"]
-    assert starts == [
-        TaskInfo(0, "fake-0", 0, 2), TaskInfo(1, "fake-1", 1, 2),
-        TaskInfo(0, "fake-0", 2, 2), TaskInfo(1, "fake-1", 3, 2),
+    assert [which(t) for t in starts] == [
+        (0, "fake-0", 0, 2),
+        (1, "fake-1", 1, 2),
+        (0, "fake-0", 2, 2),
+        (1, "fake-1", 3, 2),
     ]
     ends = [c.payload for c in log if c.component == "rec" and c.hook == "on_consolidate"]
     assert ends == starts
     assert rounds(result) == [
-        (0, -1, -1, True), (4, 0, 0, True), (8, 1, 1, True), (12, 2, 0, True), (16, 3, 1, True),
+        (0, -1, -1, True),
+        (4, 0, 0, True),
+        (8, 1, 1, True),
+        (12, 2, 0, True),
+        (16, 3, 1, True),
     ]
     # Each block's training env is reset with its own seed, so the second visit of a task
     # starts from a different observation than the first.
     steps = [c.payload for c in log if c.component == "rec" and c.hook == "on_step"]
     for block in range(4):
-        expected, _ = FakeEnv(feature=block % 2).reset(seed=derive_seed(0, _TRAIN_ENV, block))
+        expected, _ = FakeEnv(feature=block % 2).reset(seed=derive_seed(0, _TRAIN_ENV, block, 0))
         np.testing.assert_array_equal(steps[4 * block].obs, expected)
     assert not np.array_equal(steps[0].obs, steps[8].obs)
+
+
+# --- parallel training envs ---------------------------------------------------------------
+class BatchCountingAgent(FakeAgent):
+    """Counts batched act calls, to show the runner uses act_batch with several envs."""
+
+    batched_calls = 0
+
+    def act_batch(self, obs: np.ndarray, task_id: int | None, explore: bool) -> list[Any]:
+        self.batched_calls += 1
+        assert obs.shape[0] == 3
+        return list(super().act_batch(obs, task_id, explore))
+
+
+def test_parallel_envs_feed_single_transitions_and_keep_the_budget() -> None:
+    # 2 windows of 10 transitions over 3 envs: rounds of 3, 3, 3 and a last partial one.
+    scenario = fake_scenario(num_tasks=2, steps_per_task=10, episode_length=4)
+    log: list[HookCall] = []
+    components = make_components(scenario, log, {"rec": "custom"})
+    agent = BatchCountingAgent(
+        FakeAgent.Config(batch_size=2, train_every=2), scenario.env_spec(), AgentServices(), 0
+    )
+    result = Runner(
+        scenario, agent, components, EvalConfig(every=5, episodes=1), seed=0, num_envs=3
+    ).run()
+    steps = [call.payload for call in log if call.hook == "on_step"]
+    assert [s.global_step for s in steps] == list(range(1, 21))
+    assert [s.env_index for s in steps[:10]] == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
+    assert agent.batched_calls == 2 * 4
+    assert result.env_steps == 20
+    # evaluation before training, at step 5 of each window and at each window's end
+    assert sorted({r.global_step for r in result.records}) == [0, 5, 10, 15, 20]
+    # each env's transitions chain: the next observation is that env's next obs
+    for env_index in range(3):
+        mine = [s for s in steps[:10] if s.env_index == env_index]
+        for earlier, later in itertools.pairwise(mine):
+            if not (earlier.terminated or earlier.truncated):
+                np.testing.assert_array_equal(earlier.next_obs, later.obs)
+
+
+def test_no_loss_terms_is_an_error() -> None:
+    class SilentAgent(FakeAgent):
+        def losses(self, batch: Any) -> Losses:
+            return {}
+
+    scenario = fake_scenario(num_tasks=1, steps_per_task=4)
+    agent = SilentAgent(
+        FakeAgent.Config(batch_size=2, train_every=2), scenario.env_spec(), AgentServices(), 0
+    )
+    with pytest.raises(LossKeyError, match="no loss terms"):
+        Runner(scenario, agent, [], EvalConfig(every=10, episodes=1), seed=0).run()

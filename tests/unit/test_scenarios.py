@@ -8,6 +8,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+
+from l2rl import registry
+from l2rl.config import ConfigError
+from l2rl.scenario import Scenario, TaskFamily
 from l2rl.scenarios.cartpole_variants import (
     VARIANTS,
     cartpole_variants,
@@ -21,10 +25,6 @@ from l2rl.scenarios.from_envs import (
     tasks_from_envs,
 )
 from l2rl.scenarios.minigrid_sequence import DEFAULT_ENV_IDS, make_minigrid_env, minigrid_sequence
-
-from l2rl import registry
-from l2rl.config import ConfigError
-from l2rl.scenario import Scenario, TaskFamily
 from l2rl.types import ReturnRange, SuccessRate, TaskSpec
 
 NO_SUCCESS = np.zeros(0, dtype=bool)
