@@ -69,9 +69,16 @@ def test_good_components_pass_every_check() -> None:
     report = check_component(StepCounter, {"slots": 3})
     assert report.component == "StepCounter"
     assert report.passed == (
-        "subclass", "role", "config", "options", "construct", "hooks",
-        "run[task-aware]", "state_dict[task-aware]",
-        "run[task-agnostic]", "state_dict[task-agnostic]",
+        "subclass",
+        "role",
+        "config",
+        "options",
+        "construct",
+        "hooks",
+        "run[task-aware]",
+        "state_dict[task-aware]",
+        "run[task-agnostic]",
+        "state_dict[task-agnostic]",
     )
     assert report.hooks == ("on_task_start", "on_step")
 

@@ -51,9 +51,22 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     target = work / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-         "--no-build-isolation", "--no-index", "--target", str(target), str(source)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return target
 
@@ -87,7 +100,8 @@ def test_the_plugins_own_tests_pass_against_the_installed_package(
     shutil.copytree(EXAMPLE, tests, ignore=shutil.ignore_patterns("src", "build", "__pycache__"))
     output = _run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=tests, pythonpath=installed,
+        cwd=tests,
+        pythonpath=installed,
     )
     assert re.search(r"\b[1-9]\d* passed", output), output
     assert "failed" not in output
