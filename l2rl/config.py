@@ -92,6 +92,13 @@ class MetricsConfig(_Strict):
             "Run (or reuse cached) single-task reference runs to compute forward transfer."
         ),
     )
+    reference_replay: PluginRef | None = Field(
+        default=None,
+        description=(
+            "Replay for the reference runs; null: the run's own. Set it to compare methods "
+            "that change the replay against one shared reference."
+        ),
+    )
     end_window: int = Field(
         default=1,
         gt=0,

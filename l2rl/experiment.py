@@ -68,8 +68,15 @@ def scenario_description(scenario: Scenario) -> dict[str, Any]:
     }
 
 
+def reference_config(config: RunConfig) -> RunConfig:
+    """The config of the single-task reference runs: same agent, no further components,
+    and ``metrics.reference_replay`` if set (so several methods can share one reference)."""
+    replay = config.metrics.reference_replay or config.replay
+    return config.model_copy(update={"components": [], "replay": replay})
+
+
 def _reference_key(config: RunConfig, scenario: Scenario, task_index: int, seed: int) -> str:
-    """Cache key of a reference run: everything that changes its outcome."""
+    """Cache key of a reference run (``config`` is the reference config): all that shapes it."""
     reference = scenario.single_task(task_index)
     payload = {
         "version": l2rl.__version__,
@@ -89,17 +96,17 @@ def reference_records(
     config: RunConfig, scenario: Scenario, seed: int, progress: bool
 ) -> dict[int, list[EvalRecord]]:
     """Single-task reference records for every task, from the cache or run now."""
-    reference_config = config.model_copy(update={"components": []})
+    single_config = reference_config(config)
     cache_root = Path(config.output_dir) / "_reference"
     result: dict[int, list[EvalRecord]] = {}
     for index in range(len(scenario.tasks)):
-        folder = cache_root / _reference_key(config, scenario, index, seed)
+        folder = cache_root / _reference_key(single_config, scenario, index, seed)
         done = folder / "records.jsonl"
         if done.is_file():
             result[index] = read_records(done)
             continue
         single = scenario.single_task(index)
-        built = build_run(reference_config, seed, scenario=single)
+        built = build_run(single_config, seed, scenario=single)
         with ProgressDisplay(
             single.total_steps, f"reference {single.tasks[0].name}", progress
         ) as bar:

@@ -20,8 +20,8 @@ def _fmt(value: float | int | None) -> str:
     return f"{value:+.3f}" if isinstance(value, float) else str(value)
 
 
-def run_table(metrics: RunMetrics, task_names: Sequence[str], title: str) -> Table:
-    """Headline metrics of one run, then per-task scores at the end and forgetting."""
+def run_table(metrics: RunMetrics, title: str) -> Table:
+    """Headline metrics of one run."""
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -31,9 +31,26 @@ def run_table(metrics: RunMetrics, task_names: Sequence[str], title: str) -> Tab
     return table
 
 
+def task_table(metrics: RunMetrics, task_names: Sequence[str]) -> Table:
+    """Per task: final score, forgetting, forward transfer and its two AUCs."""
+    table = Table(title="per task")
+    for column in ("task", "final", "forgetting", "fwd transfer", "AUC", "AUC ref"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    for j, name in enumerate(task_names):
+        values = (
+            metrics.final_scores[j],
+            metrics.forgetting_per_task[j],
+            metrics.forward_transfer_per_task[j],
+            metrics.auc[j],
+            metrics.auc_reference[j],
+        )
+        table.add_row(name, *(_fmt(float(v)) for v in values))
+    return table
+
+
 def matrix_table(metrics: RunMetrics, task_names: Sequence[str]) -> Table:
     """The performance matrix R: rows = after window k (0 = before training)."""
-    table = Table(title="performance matrix R[k, j] (normalised score on task j after window k)")
+    table = Table(title="R\\[k, j]: score on task j after window k")
     table.add_column("after")
     for name in task_names:
         table.add_column(name, justify="right")
@@ -75,9 +92,10 @@ def print_metrics(path: Path, console: Console | None = None) -> None:
     for run_dir in runs:
         metrics = metrics_of_run(run_dir)
         names = [t["name"] for t in json.loads((run_dir / "scenario.json").read_text())["tasks"]]
-        console.print(run_table(metrics, names, f"{run_dir}"))
+        console.print(run_table(metrics, f"{run_dir.parent.name}/{run_dir.name}"))
+        console.print(task_table(metrics, names))
         console.print(matrix_table(metrics, names))
         per_seed.append(metrics.to_dict())
     if len(runs) > 1:
         summary = aggregate_seeds(per_seed, HEADLINE_METRICS)
-        console.print(seeds_table(summary, f"{path}: {len(runs)} seeds"))
+        console.print(seeds_table(summary, f"{path.name}: {len(runs)} seeds"))

@@ -1,0 +1,55 @@
+"""Reference runs: what they are built from, and when two methods share one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from l2rl.builder import build_scenario
+from l2rl.config import PluginRef, RunConfig, parse_config
+from l2rl.experiment import _reference_key, reference_config
+
+
+def config(**changes: Any) -> RunConfig:
+    data: dict[str, Any] = {
+        "name": "t",
+        "scenario": {"name": "cartpole-variants", "steps_per_task": 100},
+        "agent": {"name": "dqn"},
+        "evaluation": {"every": 50},
+    }
+    return parse_config(data | changes)
+
+
+def key(cfg: RunConfig, task: int = 0, seed: int = 0) -> str:
+    return _reference_key(reference_config(cfg), build_scenario(cfg), task, seed)
+
+
+def test_reference_drops_components_and_keeps_the_runs_replay_by_default() -> None:
+    cfg = config(
+        components=[{"name": "fifo", "label": "extra"}],
+        replay={"name": "fifo", "options": {"capacity": 7}},
+    )
+    ref = reference_config(cfg)
+    assert ref.components == []
+    assert ref.replay == PluginRef(name="fifo", options={"capacity": 7})
+
+
+def test_methods_share_a_reference_through_reference_replay() -> None:
+    shared = {"reference_replay": {"name": "fifo", "options": {"capacity": 100}}}
+    fine_tuning = config(metrics=shared)
+    other_method = config(
+        metrics=shared,
+        replay={"name": "fifo", "options": {"capacity": 5}},
+        components=[{"name": "fifo", "label": "another"}],
+    )
+    assert key(fine_tuning) == key(other_method)
+    # without it, a different replay means a different reference
+    assert key(config()) != key(config(replay={"name": "fifo", "options": {"capacity": 5}}))
+
+
+def test_reference_key_changes_with_what_shapes_the_run() -> None:
+    base = key(config())
+    assert key(config(), seed=1) != base
+    assert key(config(), task=1) != base
+    assert key(config(agent={"name": "dqn", "options": {"lr": 0.01}})) != base
+    assert key(config(evaluation={"every": 25})) != base
+    assert key(config(name="renamed")) == base  # the experiment's name does not matter
