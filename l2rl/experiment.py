@@ -92,38 +92,45 @@ def _reference_key(config: RunConfig, scenario: Scenario, task_index: int, seed:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def reference_path(config: RunConfig, scenario: Scenario, task_index: int, seed: int) -> Path:
+    """Where the cached reference records of one task and seed live."""
+    key = _reference_key(reference_config(config), scenario, task_index, seed)
+    return Path(config.output_dir) / "_reference" / key / "records.jsonl"
+
+
+def reference_for_task(
+    config: RunConfig, scenario: Scenario, task_index: int, seed: int, progress: bool
+) -> list[EvalRecord]:
+    """One task's single-task reference records, from the cache or run now."""
+    done = reference_path(config, scenario, task_index, seed)
+    if done.is_file():
+        return read_records(done)
+    single = scenario.single_task(task_index)
+    built = build_run(reference_config(config), seed, scenario=single)
+    with ProgressDisplay(single.total_steps, f"reference {single.tasks[0].name}", progress) as bar:
+        run = Runner(
+            single,
+            built.agent,
+            built.components,
+            config.evaluation,
+            seed,
+            progress=bar,
+            env_spec=built.env_spec,
+            num_envs=config.num_envs,
+        ).run()
+    # Written whole and renamed, so an interrupted reference run is never taken as done.
+    atomic_write_text(done, "".join(json.dumps(record_to_row(r)) + "\n" for r in run.records))
+    return run.records
+
+
 def reference_records(
     config: RunConfig, scenario: Scenario, seed: int, progress: bool
 ) -> dict[int, list[EvalRecord]]:
     """Single-task reference records for every task, from the cache or run now."""
-    single_config = reference_config(config)
-    cache_root = Path(config.output_dir) / "_reference"
-    result: dict[int, list[EvalRecord]] = {}
-    for index in range(len(scenario.tasks)):
-        folder = cache_root / _reference_key(single_config, scenario, index, seed)
-        done = folder / "records.jsonl"
-        if done.is_file():
-            result[index] = read_records(done)
-            continue
-        single = scenario.single_task(index)
-        built = build_run(single_config, seed, scenario=single)
-        with ProgressDisplay(
-            single.total_steps, f"reference {single.tasks[0].name}", progress
-        ) as bar:
-            run = Runner(
-                single,
-                built.agent,
-                built.components,
-                config.evaluation,
-                seed,
-                progress=bar,
-                env_spec=built.env_spec,
-                num_envs=config.num_envs,
-            ).run()
-        # Written whole and renamed, so an interrupted reference run is never taken as done.
-        atomic_write_text(done, "".join(json.dumps(record_to_row(r)) + "\n" for r in run.records))
-        result[index] = run.records
-    return result
+    return {
+        index: reference_for_task(config, scenario, index, seed, progress)
+        for index in range(len(scenario.tasks))
+    }
 
 
 def run_seed(config: RunConfig, seed: int, run_dir: Path) -> RunMetrics:
