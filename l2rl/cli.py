@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", help="where run directories go (overrides output_dir)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress display")
     run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run seeds in this many worker processes (no per-step progress display)",
+    )
+    run.add_argument(
         "overrides",
         nargs="*",
         metavar="key=value",
@@ -73,8 +79,9 @@ def _list(console: Console) -> None:
 
 
 def _run(args: argparse.Namespace, console: Console) -> None:
-    from l2rl.experiment import run_experiment
+    from l2rl.experiment import new_experiment_dir, run_experiment
     from l2rl.report import print_metrics
+    from l2rl.sweep import run_sweep
 
     overrides = list(args.overrides)
     if args.seeds:
@@ -84,9 +91,21 @@ def _run(args: argparse.Namespace, console: Console) -> None:
     if args.no_progress:
         overrides.append("progress=false")
     config = load_config(args.config, overrides)
-    result = run_experiment(config)
-    print_metrics(result.directory, console)
-    console.print(f"results: {result.directory}")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be positive, got {args.workers}")
+    if args.workers == 1:
+        directory = run_experiment(config).directory
+    else:
+        directory = new_experiment_dir(Path(config.output_dir), config.name)
+        run_sweep(
+            {directory: config},
+            args.workers,
+            lambda e: console.print(
+                f"[{e.done}/{e.total}] {e.label} ({e.seconds:.0f} s)", markup=False
+            ),
+        )
+    print_metrics(directory, console)
+    console.print(f"results: {directory}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

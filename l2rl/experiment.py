@@ -192,7 +192,7 @@ def metrics_of_run(run_dir: Path) -> RunMetrics:
     )
 
 
-def _new_experiment_dir(root: Path, name: str) -> Path:
+def new_experiment_dir(root: Path, name: str) -> Path:
     """A fresh ``<root>/<name>-<timestamp>[-k]`` folder; earlier results are never overwritten."""
     stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     for attempt in range(1000):
@@ -212,7 +212,7 @@ def run_experiment(config: RunConfig) -> ExperimentResult:
     training, so bad input fails in seconds, not after the first seed.
     """
     build_run(config, config.seeds[0], scenario=build_scenario(config))
-    directory = _new_experiment_dir(Path(config.output_dir), config.name)
+    directory = new_experiment_dir(Path(config.output_dir), config.name)
     atomic_write_text(directory / "config.yaml", dump_config(config))
     per_seed: dict[int, RunMetrics] = {}
     for seed in config.seeds:

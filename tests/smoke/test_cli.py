@@ -96,3 +96,12 @@ def test_metrics_on_an_empty_folder_fails_clearly(
 ) -> None:
     assert main(["metrics", str(tmp_path)]) == 2
     assert "no run" in capsys.readouterr().err
+
+
+def test_run_with_worker_processes(tiny_config: Path, tmp_path: Path) -> None:
+    args = ["run", str(tiny_config), "--workers", "2", "metrics.reference_runs=false"]
+    assert main(args) == 0
+    (experiment,) = (tmp_path / "runs").glob("tiny-*")
+    summary = json.loads((experiment / "summary.json").read_text())
+    assert summary["forgetting"]["n"] == 2
+    assert main(["run", str(tiny_config), "--workers", "0"]) == 2
