@@ -21,6 +21,7 @@ _EPILOG = """examples:
   l2rl check experiments/default.yaml
   l2rl list
   l2rl metrics runs/default-20261125-101500
+  l2rl resume runs/default-20261125-101500
 """
 
 
@@ -58,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config and build everything, without training")
     check.add_argument("config", type=Path)
     check.add_argument("overrides", nargs="*", metavar="key=value")
+
+    resume = sub.add_parser(
+        "resume",
+        help="finish an interrupted experiment from its checkpoints",
+        description="Keep finished seeds, resume the others from their last window-end "
+        "checkpoint (or rerun them), then print the metrics.",
+    )
+    resume.add_argument("experiment_dir", type=Path)
 
     sub.add_parser("list", help="list registered agents, components and scenarios")
 
@@ -127,6 +136,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "check":
             check_config(load_config(args.config, args.overrides))
             console.print(f"{args.config}: ok")
+        elif args.command == "resume":
+            from l2rl.experiment import resume_experiment
+            from l2rl.report import print_metrics
+
+            if not (args.experiment_dir / "config.yaml").is_file():
+                raise FileNotFoundError(f"{args.experiment_dir} holds no experiment config.yaml")
+            print_metrics(resume_experiment(args.experiment_dir).directory, console)
         elif args.command == "list":
             _list(console)
         elif args.command == "metrics":

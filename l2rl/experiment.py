@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,6 @@ import l2rl
 from l2rl.builder import build_run, build_scenario
 from l2rl.config import RunConfig, dump_config, load_config
 from l2rl.logging.files import (
-    JsonlWriter,
     atomic_write_json,
     atomic_write_text,
     read_jsonl,
@@ -135,14 +136,49 @@ def reference_records(
 
 def run_seed(config: RunConfig, seed: int, run_dir: Path) -> RunMetrics:
     """Train and evaluate one seed, write its directory, return its metrics."""
+    run_dir.mkdir(parents=True, exist_ok=False)
+    seeded = config.model_copy(update={"seeds": [seed]})
+    atomic_write_text(run_dir / "config.yaml", dump_config(seeded))
+    return _train_and_measure(seeded, seed, run_dir, checkpoint=None)
+
+
+def resume_seed(run_dir: Path) -> RunMetrics:
+    """Finish an interrupted seed from its last window-end checkpoint.
+
+    Evaluations the interrupted run made after that checkpoint are dropped from
+    ``evals.jsonl`` (the resumed run makes them again, identically for a deterministic
+    agent). Without a checkpoint (a crash in the first window) the seed starts over.
+    """
+    config = load_config(run_dir / "config.yaml")
+    seed = config.seeds[0]
+    checkpoint_file = run_dir / "checkpoint.pt"
+    if not checkpoint_file.is_file():
+        for path in run_dir.iterdir():
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.name != "config.yaml":
+                path.unlink()
+        return _train_and_measure(config, seed, run_dir, checkpoint=None)
+    checkpoint = torch.load(checkpoint_file, weights_only=True)
+    return _train_and_measure(config, seed, run_dir, checkpoint=checkpoint)
+
+
+def _train_and_measure(
+    config: RunConfig, seed: int, run_dir: Path, checkpoint: Mapping[str, Any] | None
+) -> RunMetrics:
     if config.torch_threads is not None:
         torch.set_num_threads(config.torch_threads)
     built = build_run(config, seed)
     scenario = built.scenario
-    run_dir.mkdir(parents=True, exist_ok=False)
-    seeded = config.model_copy(update={"seeds": [seed]})
-    atomic_write_text(run_dir / "config.yaml", dump_config(seeded))
     atomic_write_json(run_dir / "scenario.json", scenario_description(scenario))
+    previous: list[EvalRecord] = []
+    if checkpoint is not None:
+        kept = int(checkpoint["global_step"])
+        previous = [r for r in read_records(run_dir / "evals.jsonl") if r.global_step <= kept]
+        atomic_write_text(
+            run_dir / "evals.jsonl",
+            "".join(json.dumps(record_to_row(r)) + "\n" for r in previous),
+        )
     recorder: Recorder = DiskRecorder(run_dir)
     with ProgressDisplay(scenario.total_steps, f"seed {seed}", config.progress) as bar:
         Runner(
@@ -156,18 +192,29 @@ def run_seed(config: RunConfig, seed: int, run_dir: Path) -> RunMetrics:
             checkpoint_path=run_dir / "checkpoint.pt",
             env_spec=built.env_spec,
             num_envs=config.num_envs,
-        ).run()
-    reference = None
+        ).run(resume=checkpoint, previous_records=previous)
     if config.metrics.reference_runs:
         reference = reference_records(config, scenario, seed, config.progress)
-        writer = JsonlWriter(run_dir / "reference_evals.jsonl")
-        for task_index, records in reference.items():
-            for record in records:
-                writer.write({"reference_for": task_index, **record_to_row(record)})
-        writer.close()
+        rows = [
+            json.dumps({"reference_for": task_index, **record_to_row(record)}) + "\n"
+            for task_index, records in reference.items()
+            for record in records
+        ]
+        atomic_write_text(run_dir / "reference_evals.jsonl", "".join(rows))
     metrics = metrics_of_run(run_dir)
     atomic_write_json(run_dir / "metrics.json", metrics.to_dict())
     return metrics
+
+
+def finish_seed(config: RunConfig, seed: int, run_dir: Path) -> RunMetrics:
+    """The seed's metrics: read if done, resumed if interrupted, run if never started."""
+    if (run_dir / "metrics.json").is_file():
+        return metrics_of_run(run_dir)
+    if (run_dir / "config.yaml").is_file():
+        return resume_seed(run_dir)
+    if run_dir.exists():  # created but not even configured: nothing to keep
+        shutil.rmtree(run_dir)
+    return run_seed(config, seed, run_dir)
 
 
 def metrics_of_run(run_dir: Path) -> RunMetrics:
@@ -217,6 +264,19 @@ def run_experiment(config: RunConfig) -> ExperimentResult:
     per_seed: dict[int, RunMetrics] = {}
     for seed in config.seeds:
         per_seed[seed] = run_seed(config, seed, directory / f"seed_{seed}")
+    return _summarise(directory, per_seed)
+
+
+def resume_experiment(directory: Path) -> ExperimentResult:
+    """Finish an interrupted experiment: finished seeds are kept, the others resumed or run."""
+    config = load_config(directory / "config.yaml")
+    per_seed = {
+        seed: finish_seed(config, seed, directory / f"seed_{seed}") for seed in config.seeds
+    }
+    return _summarise(directory, per_seed)
+
+
+def _summarise(directory: Path, per_seed: dict[int, RunMetrics]) -> ExperimentResult:
     summary = aggregate_seeds([m.to_dict() for m in per_seed.values()], HEADLINE_METRICS)
     atomic_write_json(directory / "summary.json", summary)
     return ExperimentResult(directory=directory, per_seed=per_seed, summary=summary)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,14 +105,32 @@ class Runner:
         self._eval_envs: list[gym.Env[Any, Any]] = []
 
     # --- the loop ---------------------------------------------------------------------
-    def run(self) -> RunResult:
-        """Run the whole schedule; returns the records (also given to the recorder)."""
+    def run(
+        self,
+        resume: Mapping[str, Any] | None = None,
+        previous_records: Sequence[EvalRecord] = (),
+    ) -> RunResult:
+        """Run the whole schedule; returns the records (also given to the recorder).
+
+        Args:
+            resume: a checkpoint written at the end of a window (see ``checkpoint_path``):
+                training goes on from the next window with every state restored, so the
+                rest of the run is the one an uninterrupted run would have had.
+            previous_records: the records the interrupted run had made up to that window's
+                end (kept in the result; not given to the recorder again).
+        """
         start = time.perf_counter()
         self._eval_envs = [task.make_env() for task in self.scenario.tasks]
         try:
             self.hooks.fire(Hook.RUN_START, self.ctx)
-            self._evaluate(block=-1, trained_task=-1, block_end=True)
-            for block, spec in enumerate(self.scenario.schedule):
+            if resume is None:
+                self._evaluate(block=-1, trained_task=-1, block_end=True)
+                first_block = 0
+            else:
+                first_block = self._restore(resume) + 1
+                self.records = list(previous_records)
+            for block in range(first_block, len(self.scenario.schedule)):
+                spec = self.scenario.schedule[block]
                 self._train_block(block, spec.task_index, spec.steps)
             self.hooks.fire(Hook.RUN_END, self.ctx)
         finally:
@@ -322,8 +340,34 @@ class Runner:
             self.checkpoint_path,
             {
                 "block": block,
+                "schedule": [(b.task_index, b.steps) for b in self.scenario.schedule],
                 "global_step": self.ctx.global_step,
+                "update_index": self.ctx.update_index,
+                "episodes": self._episodes,
+                # agents that sample from torch's global generator (policy-gradient
+                # methods) continue the same stream after a resume
+                "torch_rng": torch.get_rng_state(),
                 "agent": self.agent.state_dict(),
                 "components": {c.name: c.state_dict() for c in self.hooks.components},
             },
         )
+
+    def _restore(self, checkpoint: Mapping[str, Any]) -> int:
+        """Load a window-end checkpoint; returns the window it closed."""
+        schedule = [(b.task_index, b.steps) for b in self.scenario.schedule]
+        if [tuple(b) for b in checkpoint["schedule"]] != schedule:
+            raise ValueError("the checkpoint was written for a different schedule")
+        names = sorted(c.name for c in self.hooks.components)
+        if sorted(checkpoint["components"]) != names:
+            raise ValueError(
+                f"the checkpoint holds components {sorted(checkpoint['components'])}, "
+                f"the run has {names}"
+            )
+        self.agent.load_state_dict(checkpoint["agent"])
+        for component in self.hooks.components:
+            component.load_state_dict(checkpoint["components"][component.name])
+        self.ctx.global_step = int(checkpoint["global_step"])
+        self.ctx.update_index = int(checkpoint["update_index"])
+        self._episodes = int(checkpoint["episodes"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        return int(checkpoint["block"])

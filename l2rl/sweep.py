@@ -8,14 +8,14 @@ A sweep is a mapping ``experiment directory -> RunConfig``. It runs in three pha
    :func:`l2rl.experiment.run_seed` does,
 3. each experiment's ``summary.json`` (mean and 90% bootstrap interval over seeds).
 
-A seed whose ``metrics.json`` exists is skipped, and a seed directory without one (a run
-cut short) is run again from scratch, so re-running an interrupted sweep finishes it.
+A seed whose ``metrics.json`` exists is skipped, and a seed cut short resumes from its last
+window-end checkpoint (:func:`l2rl.experiment.finish_seed`), so re-running an interrupted
+sweep finishes it.
 Workers are separate processes (``spawn``), each with one torch thread.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -29,14 +29,13 @@ import torch
 from l2rl.builder import build_run, build_scenario
 from l2rl.config import RunConfig, dump_config
 from l2rl.experiment import (
+    finish_seed,
     metrics_of_run,
     reference_for_task,
     reference_path,
-    run_seed,
 )
 from l2rl.logging.files import atomic_write_json, atomic_write_text
 from l2rl.metrics import HEADLINE_METRICS, aggregate_seeds
-
 
 Job = tuple[str, Callable[..., Any], tuple[Any, ...]]
 """A labelled function call run in a worker."""
@@ -60,9 +59,7 @@ def _reference_job(config: RunConfig, task_index: int, seed: int) -> None:
 
 def _seed_job(config: RunConfig, seed: int, run_dir: Path) -> dict[str, float]:
     torch.set_num_threads(1)
-    if run_dir.exists():  # a run cut short: start it again
-        shutil.rmtree(run_dir)
-    return run_seed(config, seed, run_dir).headline()
+    return finish_seed(config, seed, run_dir).headline()
 
 
 def run_sweep(
