@@ -18,8 +18,8 @@ The runner (:mod:`l2rl.runner`) is the only training loop. Written out, it is::
                 optimizer.zero_grad(); sum(losses).backward()
                 hooks.fire(after_backward, ctx)               # gradient projection, masks
                 clip gradients to agent.max_grad_norm; optimizer.step()
+                hooks.fire(after_update, ctx, UpdateStats(...))   # e.g. restore frozen weights
                 agent.after_optimizer_step()                  # target networks
-                hooks.fire(after_update, ctx, UpdateStats(...))
             if eval due: for each task j:
                 hooks.fire(on_eval_task_start, ctx, task_j)     # task-aware only
                 evaluate task j; hooks.fire(on_eval_task_end, ctx, task_j)
@@ -193,7 +193,8 @@ class Agent(abc.ABC):
         """The agent's ``loss_*`` terms on one minibatch."""
 
     def after_optimizer_step(self) -> None:  # noqa: B027 - optional
-        """Called after every optimiser step (e.g. to update target networks)."""
+        """Called after every optimiser step and its ``after_update`` hooks (e.g. to
+        update target networks from the parameters as components left them)."""
 
     def on_task_start(self, task: TaskInfo) -> None:  # noqa: B027 - optional
         """A new training window begins (task-aware runs only)."""

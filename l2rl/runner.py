@@ -27,6 +27,7 @@ from l2rl.logging.files import atomic_torch_save
 from l2rl.logging.recorder import Recorder
 from l2rl.progress import ProgressDisplay
 from l2rl.scenario import Scenario
+from l2rl.seeding import derive_seed
 from l2rl.types import EnvSpec, EvalRecord, Losses, Step, TaskInfo, UpdateStats
 
 
@@ -43,11 +44,6 @@ class RunResult:
     updates: int
     episodes: int
     wall_seconds: float
-
-
-def derive_seed(*parts: int) -> int:
-    """An independent 31-bit seed for a purpose named by ``parts`` (run seed, role, index)."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 _TRAIN_ENV, _EVAL_ENV = 0, 1
@@ -254,7 +250,6 @@ class Runner:
             params = [p for group in optimizer.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(params, agent.max_grad_norm)
         optimizer.step()
-        agent.after_optimizer_step()
         ctx.update_index += 1
         log_now = ctx.update_index % self.log_every_updates == 0
         if log_now or hooks.has(Hook.AFTER_UPDATE):
@@ -265,6 +260,9 @@ class Runner:
             hooks.fire(
                 Hook.AFTER_UPDATE, ctx, UpdateStats(losses=values, update_index=ctx.update_index)
             )
+        # After the hooks, so that target networks copy parameters as components left them
+        # (PackNet restores frozen weights in after_update).
+        agent.after_optimizer_step()
 
     def _collect_losses(self, batch: Any) -> Losses:
         losses = dict(self.agent.losses(batch))

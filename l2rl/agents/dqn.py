@@ -91,6 +91,13 @@ class DQNAgent(Agent):
         max_grad_norm: float | None = Field(
             default=10.0, gt=0.0, description="Clip the gradient norm to this (None: no clip)."
         )
+        policy_temperature: float = Field(
+            default=1.0,
+            gt=0.0,
+            description="Temperature T of the Boltzmann policy softmax(Q/T) that "
+            "`policy_distribution` exposes to regularizers (EWC's Fisher, behaviour "
+            "cloning); acting stays epsilon-greedy.",
+        )
 
     config: Config
 
@@ -192,6 +199,32 @@ class DQNAgent(Agent):
                     target.lerp_(online, tau)
         elif self.updates % self.config.target_update_every == 0:
             self.target_q.load_state_dict(self.q.state_dict())
+
+    def policy_distribution(
+        self, obs: torch.Tensor, task_ids: torch.Tensor
+    ) -> torch.distributions.Categorical:
+        """The Boltzmann policy ``softmax(Q(s, .) / T)`` (``T = policy_temperature``).
+
+        DQN acts epsilon-greedily, which has no useful gradient; the Boltzmann policy is the
+        smooth policy its Q-values define, and tends to the greedy one as ``T -> 0``.
+        """
+        heads = task_ids if self.config.multi_head else None
+        return torch.distributions.Categorical(
+            logits=self.q(obs, heads) / self.config.policy_temperature
+        )
+
+    def state_value(self, obs: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """``V(s) = sum_a pi(a|s) Q(s, a)``: the value of :meth:`policy_distribution`'s policy.
+
+        The Boltzmann expectation rather than ``max_a Q``: it is the value of the policy
+        exposed next to it, it is differentiable in every action's Q-value (``max`` passes
+        gradient to one action only), and it tends to ``max_a Q`` as ``T -> 0``.
+        """
+        heads = task_ids if self.config.multi_head else None
+        q = self.q(obs, heads)
+        probs = torch.softmax(q / self.config.policy_temperature, dim=1)
+        value: torch.Tensor = (probs * q).sum(dim=1)
+        return value
 
     def networks(self) -> QNetwork:
         """The online Q-network (the target net is a lagging copy, not the policy)."""

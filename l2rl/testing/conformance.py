@@ -103,6 +103,7 @@ def check_component(
     agent_factory: AgentFactory | None = None,
     name: str | None = None,
     seed: int = 0,
+    settings: tuple[str, ...] = ("task-aware", "task-agnostic"),
 ) -> ConformanceReport:
     """Check that ``component_cls`` works with the framework; raise listing all failures.
 
@@ -120,6 +121,8 @@ def check_component(
             when given one. Pass one when the component needs a particular agent.
         name: the name the component runs under (default: the class name).
         seed: the runs' seed.
+        settings: the scenario settings to run in; a component that needs task ids (e.g.
+            PackNet) passes ``("task-aware",)``.
 
     Returns:
         The checks passed.
@@ -128,13 +131,16 @@ def check_component(
         ConformanceError: at least one check failed; every failure is listed.
     """
     label = name or str(getattr(component_cls, "__name__", repr(component_cls)))
+    unknown = sorted(set(settings) - {mode for _, mode in _MODES})
+    if unknown or not settings:
+        raise ValueError(f"settings must be a non-empty subset of {[m for _, m in _MODES]}")
     checks = _Checks()
     config = _check_declarations(component_cls, options or {}, label, checks)
     if config is None:
         raise ConformanceError(label, checks.failures, checks.passed)
     hooks = _check_hooks(component_cls, config, label, checks)
     if hooks is not None:
-        for task_aware, mode in _MODES:
+        for task_aware, mode in (m for m in _MODES if m[1] in settings):
             _check_run(
                 component_cls,
                 config,

@@ -214,6 +214,17 @@ class FakeAgent(Agent):
         """The linear value layer."""
         return self.q
 
+    def policy_distribution(
+        self, obs: torch.Tensor, task_ids: torch.Tensor
+    ) -> torch.distributions.Categorical:
+        """Softmax over the action values (so regularizers needing a policy can run)."""
+        return torch.distributions.Categorical(logits=self.q(obs.to(torch.float32)))
+
+    def state_value(self, obs: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """Expected action value under :meth:`policy_distribution`."""
+        q = self.q(obs.to(torch.float32))
+        return (torch.softmax(q, dim=-1) * q).sum(-1)
+
     def state_dict(self) -> dict[str, Any]:
         """Network, optimiser and the exploration generator's state."""
         return {**super().state_dict(), "rng": self.rng.bit_generator.state}

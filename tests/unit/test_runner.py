@@ -12,8 +12,9 @@ import torch
 from l2rl.config import EvalConfig, PluginConfig
 from l2rl.core import AgentServices, Component, RunContext
 from l2rl.hooks import ComponentError
-from l2rl.runner import _EVAL_ENV, _TRAIN_ENV, LossKeyError, Runner, RunResult, derive_seed
+from l2rl.runner import _EVAL_ENV, _TRAIN_ENV, LossKeyError, Runner, RunResult
 from l2rl.scenario import Scenario
+from l2rl.seeding import derive_seed
 from l2rl.testing import FakeAgent, FakeEnv, RecordingComponent, fake_scenario
 from l2rl.testing.fakes import HookCall
 from l2rl.types import EnvSpec, Losses, Step, TaskInfo, TransitionBatch, UpdateStats
