@@ -110,7 +110,7 @@ def build_run(config: RunConfig, seed: int, scenario: Scenario | None = None) ->
         scenario: use this scenario instead of the configured one (reference runs).
     """
     scenario = scenario or build_scenario(config)
-    env_spec = scenario.env_spec()
+    env_spec = scenario.env_spec(num_envs=config.num_envs)
     refs = ([config.replay] if config.replay is not None else []) + list(config.components)
     labels = [r.label or r.name for r in refs]
     duplicates = sorted({n for n in labels if labels.count(n) > 1})

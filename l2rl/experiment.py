@@ -117,7 +117,6 @@ def reference_for_task(
             seed,
             progress=bar,
             env_spec=built.env_spec,
-            num_envs=config.num_envs,
         ).run()
     # Written whole and renamed, so an interrupted reference run is never taken as done.
     atomic_write_text(done, "".join(json.dumps(record_to_row(r)) + "\n" for r in run.records))
@@ -191,7 +190,6 @@ def _train_and_measure(
             progress=bar,
             checkpoint_path=run_dir / "checkpoint.pt",
             env_spec=built.env_spec,
-            num_envs=config.num_envs,
         ).run(resume=checkpoint, previous_records=previous)
     if config.metrics.reference_runs:
         reference = reference_records(config, scenario, seed, config.progress)

@@ -62,9 +62,11 @@ class Runner:
         progress: a progress display, or ``None``.
         checkpoint_path: where to save agent and component state at each window's end.
         log_every_updates: write loss scalars every this many optimiser steps.
-        env_spec: the scenario's spaces if already computed (saves building every env).
-        num_envs: training envs stepped in lockstep; the agent acts on all at once through
-            ``Agent.act_batch``. Window budgets count transitions over all envs.
+        env_spec: the scenario's spaces if already computed (saves building every env);
+            its ``num_envs`` training envs are stepped in lockstep, the agent acting on all
+            at once through ``Agent.act_batch``. Window budgets count all transitions.
+        num_envs: without ``env_spec``, the number of training envs (default 1); with it,
+            must agree with ``env_spec.num_envs``.
     """
 
     def __init__(
@@ -79,10 +81,8 @@ class Runner:
         checkpoint_path: Path | None = None,
         log_every_updates: int = 100,
         env_spec: EnvSpec | None = None,
-        num_envs: int = 1,
+        num_envs: int | None = None,
     ) -> None:
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be positive, got {num_envs}")
         self.scenario = scenario
         self.agent = agent
         self.hooks = HookDispatcher(components)
@@ -92,8 +92,14 @@ class Runner:
         self.progress = progress
         self.checkpoint_path = checkpoint_path
         self.log_every_updates = log_every_updates
-        self.num_envs = num_envs
-        self.env_spec = env_spec or scenario.env_spec()
+        self.env_spec = env_spec or scenario.env_spec(num_envs=num_envs or 1)
+        if num_envs is not None and num_envs != self.env_spec.num_envs:
+            raise ValueError(
+                f"num_envs={num_envs} disagrees with env_spec.num_envs={self.env_spec.num_envs}"
+            )
+        if self.env_spec.num_envs < 1:
+            raise ValueError(f"num_envs must be positive, got {self.env_spec.num_envs}")
+        self.num_envs = self.env_spec.num_envs
         self.ctx = RunContext(agent, self.env_spec, scenario.tasks, seed, self.recorder)
         self.records: list[EvalRecord] = []
         self._episodes = 0

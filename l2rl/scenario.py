@@ -110,8 +110,11 @@ class Scenario:
         """Env steps over the whole schedule."""
         return sum(b.steps for b in self.schedule)
 
-    def env_spec(self) -> EnvSpec:
+    def env_spec(self, num_envs: int = 1) -> EnvSpec:
         """Build each task's env once and check that all share one pair of spaces.
+
+        Args:
+            num_envs: training envs the run will step in lockstep (recorded in the spec).
 
         Raises:
             ConfigError: the spaces differ across tasks (declare an adapter in the task
@@ -138,4 +141,5 @@ class Scenario:
             action_space=act0,
             num_tasks=len(self.tasks),
             task_aware=self.task_aware,
+            num_envs=num_envs,
         )

@@ -120,12 +120,15 @@ class EnvSpec:
         action_space: common action space.
         num_tasks: number of distinct tasks.
         task_aware: whether task ids and boundaries are given to agent and components.
+        num_envs: training envs the runner steps in lockstep (``Step.env_index`` ranges
+            over them); replays and on-policy agents size per-env state with it.
     """
 
     observation_space: gym.spaces.Space[Any]
     action_space: gym.spaces.Space[Any]
     num_tasks: int
     task_aware: bool
+    num_envs: int = 1
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,23 @@
-"""Preallocated transition storage: the one place that knows how transitions are laid out.
+"""Preallocated chunk storage: each frame stored once; transitions and sequences read from it.
 
-Writers decide *which slot* a transition goes to and samplers decide *which slots* a batch
-reads; the storage only writes a slot and gathers slots. A layout change (e.g. storing each
-frame once instead of ``obs`` and ``next_obs``) therefore touches this module alone.
+Layout (Dreamer's). The storage is ``num_slots`` slots of ``chunk_steps + 1`` rows, kept as
+flat numpy arrays of ``num_slots * (chunk_steps + 1)`` rows. A row holds one observation and
+what led to it: the action taken at the previous row, the reward it earned, whether the
+observation is terminal, and whether it is the first of an episode (then action and reward
+are zero). An env step therefore writes one row, holding ``next_obs``; an episode's first
+step also writes the reset observation as a first row before it. The transition
+``(obs, action, reward, next_obs)`` ending at row ``r`` is rows ``r - 1`` and ``r``: the
+next observation is the next row, not a second copy, and no transition ends at a first row
+or at row 0 of a slot (a ``valid`` flag per row says which rows end one).
+
+A chunk is what a writer places: the rows of one slot, filled in order. Chunks are
+independent (a writer may overwrite any slot), so a transition never spans two slots; when
+an episode goes on past a full chunk, the next chunk starts with a copy of the last row
+(:meth:`ChunkStorage.carry`), which is the one extra frame per chunk that the ``+ 1`` row
+pays for. Frames per transition are thus ``1 + 1/chunk_steps + 1/episode_length`` at most.
+
+Batches come out as torch tensors in the dtypes of :class:`~l2rl.types.TransitionBatch`;
+uint8 frames stay uint8.
 """
 
 from __future__ import annotations
@@ -13,22 +28,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from l2rl.types import Step, TransitionBatch
+from l2rl.types import TransitionBatch
 
-_UNKNOWN_TASK = -1
-"""Stored task id of a transition from a task-agnostic run (``Step.task_id is None``)."""
+from .batches import SequenceBatch
+
+UNKNOWN_TASK = -1
+"""Stored task id of frames from a task-agnostic run (``Step.task_id is None``)."""
+
+_ROW_ARRAYS = ("obs", "actions", "rewards", "terminated", "is_first", "valid", "row_task")
+_SLOT_ARRAYS = ("fill", "count", "task", "serial")
 
 
-class TransitionStorage:
-    """Fixed-capacity numpy arrays holding one transition per slot.
+class ChunkStorage:
+    """Fixed slots of ``chunk_steps + 1`` frame rows each (see the module docstring).
 
-    Batches come out as torch tensors: ``obs``/``next_obs`` keep the observation dtype (so
-    uint8 frames stay compact until the agent converts them), ``actions`` keep the action
-    dtype, ``rewards`` are float32, ``terminated`` bool and ``task_ids`` int64 (-1 for an
-    unknown task).
+    Per slot it keeps ``fill`` (rows written), ``count`` (transitions ending in it),
+    ``task`` (the task of its frames: a chunk never mixes tasks) and ``serial`` (when its
+    chunk was started, for recency). It writes and reads rows; which slot a chunk goes to
+    and which rows a batch reads are decided elsewhere (writers, samplers).
 
     Args:
-        capacity: number of slots.
+        num_slots: number of slots.
+        chunk_steps: transitions a slot holds when no episode starts inside it; it has
+            ``chunk_steps + 1`` rows.
         obs_shape: shape of one observation.
         obs_dtype: dtype of observations.
         action_shape: shape of one action (``()`` for a discrete action).
@@ -37,62 +59,203 @@ class TransitionStorage:
 
     def __init__(
         self,
-        capacity: int,
+        num_slots: int,
+        chunk_steps: int,
         obs_shape: tuple[int, ...],
         obs_dtype: np.dtype[Any] | type,
         action_shape: tuple[int, ...],
         action_dtype: np.dtype[Any] | type,
     ) -> None:
-        if capacity <= 0:
-            raise ValueError(f"capacity must be positive, got {capacity}")
-        self.capacity = capacity
-        # np.zeros maps untouched pages lazily, so a large buffer costs memory only as it fills.
-        self._arrays: dict[str, np.ndarray] = {
-            "obs": np.zeros((capacity, *obs_shape), dtype=obs_dtype),
-            "next_obs": np.zeros((capacity, *obs_shape), dtype=obs_dtype),
-            "actions": np.zeros((capacity, *action_shape), dtype=action_dtype),
-            "rewards": np.zeros(capacity, dtype=np.float32),
-            "terminated": np.zeros(capacity, dtype=np.bool_),
-            "task_ids": np.zeros(capacity, dtype=np.int64),
-        }
+        if num_slots <= 0 or chunk_steps <= 0:
+            raise ValueError(
+                f"num_slots and chunk_steps must be positive, got {num_slots}, {chunk_steps}"
+            )
+        self.num_slots = num_slots
+        self.chunk_steps = chunk_steps
+        self.rows = chunk_steps + 1
+        """Rows per slot."""
+        n = num_slots * self.rows
+        # np.zeros maps pages lazily: a large buffer costs memory only as slots fill.
+        self.obs = np.zeros((n, *obs_shape), dtype=obs_dtype)
+        self.actions = np.zeros((n, *action_shape), dtype=action_dtype)
+        self.rewards = np.zeros(n, dtype=np.float32)
+        self.terminated = np.zeros(n, dtype=np.bool_)
+        self.is_first = np.zeros(n, dtype=np.bool_)
+        self.valid = np.zeros(n, dtype=np.bool_)
+        # The slot's task repeated per row (set once per chunk): one gather per batch
+        # instead of a division and a gather.
+        self.row_task = np.zeros(n, dtype=np.int64)
+        self.fill = np.zeros(num_slots, dtype=np.int64)
+        self.count = np.zeros(num_slots, dtype=np.int64)
+        self.task = np.full(num_slots, UNKNOWN_TASK, dtype=np.int64)
+        self.serial = np.zeros(num_slots, dtype=np.int64)
+        self.transitions = 0
+        """Transitions stored in all slots."""
 
-    def write(self, index: int, step: Step) -> None:
-        """Store ``step`` in slot ``index``, overwriting what was there."""
-        arrays = self._arrays
-        arrays["obs"][index] = step.obs
-        arrays["next_obs"][index] = step.next_obs
-        arrays["actions"][index] = step.action
-        arrays["rewards"][index] = step.reward
-        arrays["terminated"][index] = step.terminated
-        arrays["task_ids"][index] = _UNKNOWN_TASK if step.task_id is None else step.task_id
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every preallocated array."""
+        names = _ROW_ARRAYS + _SLOT_ARRAYS
+        return sum(int(getattr(self, name).nbytes) for name in names)
 
-    def gather(self, indices: np.ndarray) -> TransitionBatch:
-        """The transitions in slots ``indices`` (repeats allowed), as a batch of tensors."""
-        # Fancy indexing copies into fresh arrays, so from_numpy shares nothing with the
-        # buffer; it was ~4.5x faster than indexing torch tensors here (DESIGN.md section 7).
-        rows = {key: torch.from_numpy(array[indices]) for key, array in self._arrays.items()}
-        return TransitionBatch(**rows)
+    # --- writing ----------------------------------------------------------------------
+    def claim(self, slot: int, task: int, serial: int) -> None:
+        """Start a new, empty chunk in ``slot`` for frames of ``task``."""
+        self.clear(slot)
+        self.task[slot] = task
+        self.row_task[slot * self.rows : (slot + 1) * self.rows] = task
+        self.serial[slot] = serial
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The arrays as tensors that share memory with the storage (like ``nn.Module``).
+    def clear(self, slot: int) -> None:
+        """Drop the chunk in ``slot``: no transition may be read from it any more."""
+        start = slot * self.rows
+        self.valid[start : start + int(self.fill[slot])] = False
+        self.transitions -= int(self.count[slot])
+        self.fill[slot] = 0
+        self.count[slot] = 0
 
-        Save or copy them before writing more transitions.
+    def as_obs(self, obs: Any) -> np.ndarray:
+        """``obs`` as an array of the stored dtype (how it would read back once stored)."""
+        return np.asarray(obs, dtype=self.obs.dtype)
+
+    def last_row(self, slot: int) -> int:
+        """Flat index of the last row written in ``slot`` (which must not be empty)."""
+        return slot * self.rows + int(self.fill[slot]) - 1
+
+    def begin_episode(self, slot: int, obs: Any) -> None:
+        """Write ``obs`` as an episode's first row (no transition ends there)."""
+        row = slot * self.rows + int(self.fill[slot])
+        self.obs[row] = obs
+        self.actions[row] = 0
+        self.rewards[row] = 0.0
+        self.terminated[row] = False
+        self.is_first[row] = True
+        self.valid[row] = False
+        self.fill[slot] += 1
+
+    def append(
+        self, slot: int, action: Any, reward: float, next_obs: Any, terminated: bool
+    ) -> None:
+        """Write one env step as the row after the last: the transition from it ends here."""
+        row = slot * self.rows + int(self.fill[slot])
+        self.obs[row] = next_obs
+        self.actions[row] = action
+        self.rewards[row] = reward
+        self.terminated[row] = terminated
+        self.is_first[row] = False
+        self.valid[row] = True
+        self.fill[slot] += 1
+        self.count[slot] += 1
+        self.transitions += 1
+
+    def append_steps(
+        self,
+        slot: int,
+        new_episode: np.ndarray,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+    ) -> None:
+        """Write consecutive steps after the last row at once.
+
+        The same rows as :meth:`begin_episode` (with ``obs``) before each step flagged in
+        ``new_episode``, then :meth:`append` for every step, would write.
         """
-        return {key: torch.from_numpy(array) for key, array in self._arrays.items()}
+        base, n = slot * self.rows + int(self.fill[slot]), len(next_obs)
+        ends: slice | np.ndarray = slice(base, base + n)  # the row each step writes
+        rows = n
+        if new_episode.any():
+            ends = base + np.cumsum(1 + new_episode) - 1
+            firsts = ends[new_episode] - 1
+            self.obs[firsts] = obs[new_episode]
+            self.actions[firsts] = 0
+            self.rewards[firsts] = 0.0
+            self.terminated[firsts] = False
+            self.is_first[firsts] = True
+            self.valid[firsts] = False
+            rows += len(firsts)
+        self.obs[ends] = next_obs
+        self.actions[ends] = actions
+        self.rewards[ends] = rewards
+        self.terminated[ends] = terminated
+        self.is_first[ends] = False
+        self.valid[ends] = True
+        self.fill[slot] += rows
+        self.count[slot] += n
+        self.transitions += n
 
-    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+    def carry(self, row: int, slot: int) -> None:
+        """Copy flat row ``row`` (an open episode's last frame) to the start of empty ``slot``.
+
+        The copy is not a first row: it keeps the action and reward that led to it, so a
+        sequence read from ``slot`` is a faithful piece of the episode. No transition ends
+        at it; the next step's ends right after it.
+        """
+        dst = slot * self.rows
+        self.obs[dst] = self.obs[row]
+        self.actions[dst] = self.actions[row]
+        self.rewards[dst] = self.rewards[row]
+        self.terminated[dst] = self.terminated[row]
+        self.is_first[dst] = False
+        self.valid[dst] = False
+        self.fill[slot] = 1
+
+    # --- reading ----------------------------------------------------------------------
+    def transitions_at(self, rows: np.ndarray) -> TransitionBatch:
+        """The transitions ending at flat rows ``rows`` (each must be ``valid``)."""
+        # np.take copies, so from_numpy shares nothing with the storage; numpy gathers were
+        # ~4.5x faster than indexing torch tensors here (DESIGN.md section 7), and take a
+        # little faster than fancy indexing on small rows.
+        return TransitionBatch(
+            obs=torch.from_numpy(self.obs.take(rows - 1, axis=0)),
+            actions=torch.from_numpy(self.actions.take(rows, axis=0)),
+            rewards=torch.from_numpy(self.rewards.take(rows)),
+            next_obs=torch.from_numpy(self.obs.take(rows, axis=0)),
+            terminated=torch.from_numpy(self.terminated.take(rows)),
+            task_ids=torch.from_numpy(self.row_task.take(rows)),
+        )
+
+    def sequences_at(self, starts: np.ndarray, length: int) -> SequenceBatch:
+        """The ``length`` rows from each flat row in ``starts`` (all within one slot)."""
+        rows = starts[:, None] + np.arange(length)
+        return SequenceBatch(
+            obs=torch.from_numpy(self.obs[rows]),
+            actions=torch.from_numpy(self.actions[rows]),
+            rewards=torch.from_numpy(self.rewards[rows]),
+            terminated=torch.from_numpy(self.terminated[rows]),
+            is_first=torch.from_numpy(self.is_first[rows]),
+            task_ids=torch.from_numpy(self.row_task[rows]),
+        )
+
+    # --- state ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The arrays as tensors sharing memory with the storage (like ``nn.Module``).
+
+        Save or copy them before writing more steps.
+        """
+        state: dict[str, Any] = {
+            name: torch.from_numpy(getattr(self, name)) for name in _ROW_ARRAYS + _SLOT_ARRAYS
+        }
+        state["transitions"] = self.transitions
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Copy arrays saved by :meth:`state_dict` into this storage.
 
         Raises:
             ValueError: an array is missing or its shape or dtype differs from this storage's.
         """
-        for key, array in self._arrays.items():
-            if key not in state:
-                raise ValueError(f"storage state has no {key!r} array")
-            saved = state[key].numpy()
+        for name in _ROW_ARRAYS + _SLOT_ARRAYS:
+            array = getattr(self, name)
+            if name not in state:
+                raise ValueError(f"storage state has no {name!r} array")
+            saved = state[name].numpy()
             if saved.shape != array.shape or saved.dtype != array.dtype:
                 raise ValueError(
-                    f"storage state {key!r} is {saved.dtype}{list(saved.shape)}, "
+                    f"storage state {name!r} is {saved.dtype}{list(saved.shape)}, "
                     f"this storage holds {array.dtype}{list(array.shape)}"
                 )
             array[...] = saved
+        self.transitions = int(state["transitions"])
