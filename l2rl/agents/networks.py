@@ -17,11 +17,71 @@ def mlp(in_dim: int, hidden_sizes: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class QNetwork(nn.Module):
-    """Action values from raw observations: flatten, scale, MLP torso, one head per task.
+def check_heads(heads: torch.Tensor | None, num_heads: int) -> torch.Tensor:
+    """``heads`` as given, after checking that every row names a real head.
+
+    Raises:
+        ValueError: ``heads`` is missing or holds a negative index. -1 marks an unknown
+            task; as an index it would silently pick the last head.
+    """
+    if heads is None or bool((heads < 0).any()):
+        raise ValueError(
+            f"a network with {num_heads} heads needs the head index (>= 0) of every row"
+        )
+    return heads
+
+
+class MultiHeadMLP(nn.Module):
+    """Flatten, scale, MLP torso, then one linear output head per task.
 
     The input conversion lives inside the module so that anything holding the network
     (a regularizer, a distillation loss) can call it on stored observations directly.
+
+    Args:
+        in_dim: number of input elements (the product of the input shape).
+        out_dim: outputs of each head.
+        hidden_sizes: widths of the torso's hidden layers.
+        num_heads: output heads; with more than one, ``forward`` needs each row's head.
+        input_scale: inputs are multiplied by this after conversion to float32
+            (``1/255`` for uint8 frames).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden_sizes: Sequence[int],
+        num_heads: int = 1,
+        input_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.input_scale = input_scale
+        self.torso = mlp(in_dim, hidden_sizes)
+        width = hidden_sizes[-1] if hidden_sizes else in_dim
+        self.heads = nn.ModuleList(nn.Linear(width, out_dim) for _ in range(num_heads))
+
+    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+        """Outputs ``[batch, out_dim]``; row ``i`` from head ``heads[i]``.
+
+        Args:
+            x: inputs ``[batch, *shape]`` of any numeric dtype.
+            heads: int64 head index per row; required when there are several heads.
+        """
+        x = x.flatten(1).to(torch.float32)
+        if self.input_scale != 1.0:
+            x = x * self.input_scale
+        features = self.torso(x)
+        if len(self.heads) == 1:
+            return self.heads[0](features)  # type: ignore[no-any-return]
+        heads = check_heads(heads, len(self.heads))
+        # Every head runs on every row and each row keeps its own: one small matmul per
+        # head, and the heads a row did not select receive exactly zero gradient from it.
+        out = torch.stack([head(features) for head in self.heads], dim=1)
+        return out[torch.arange(len(out), device=out.device), heads]
+
+
+class QNetwork(MultiHeadMLP):
+    """Action values from raw observations: a :class:`MultiHeadMLP` with one output per action.
 
     Args:
         obs_dim: number of observation elements (the product of the observation shape).
@@ -40,29 +100,39 @@ class QNetwork(nn.Module):
         num_heads: int = 1,
         input_scale: float = 1.0,
     ) -> None:
+        super().__init__(obs_dim, num_actions, hidden_sizes, num_heads, input_scale)
+
+
+class ContinuousQNetwork(nn.Module):
+    """``Q(s, a)`` for continuous actions: observation and action concatenated into an MLP.
+
+    Args:
+        obs_dim: number of observation elements.
+        action_dim: number of action elements.
+        hidden_sizes: widths of the hidden layers.
+        num_heads: output heads (one per task when multi-headed).
+        input_scale: observations (not actions) are multiplied by this after conversion to
+            float32.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_sizes: Sequence[int],
+        num_heads: int = 1,
+        input_scale: float = 1.0,
+    ) -> None:
         super().__init__()
         self.input_scale = input_scale
-        self.torso = mlp(obs_dim, hidden_sizes)
-        width = hidden_sizes[-1] if hidden_sizes else obs_dim
-        self.heads = nn.ModuleList(nn.Linear(width, num_actions) for _ in range(num_heads))
+        self.body = MultiHeadMLP(obs_dim + action_dim, 1, hidden_sizes, num_heads)
 
-    def forward(self, obs: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
-        """Q-values ``[batch, num_actions]``; row ``i`` from head ``heads[i]``.
-
-        Args:
-            obs: observations ``[batch, *obs_shape]`` of any numeric dtype.
-            heads: int64 head index per row; required when there are several heads.
-        """
+    def forward(
+        self, obs: torch.Tensor, action: torch.Tensor, heads: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Q-values ``[batch]`` of ``action`` (``[batch, action_dim]``) in ``obs``."""
         x = obs.flatten(1).to(torch.float32)
         if self.input_scale != 1.0:
             x = x * self.input_scale
-        features = self.torso(x)
-        if len(self.heads) == 1:
-            return self.heads[0](features)  # type: ignore[no-any-return]
-        if heads is None or bool((heads < 0).any()):
-            # -1 marks an unknown task; as an index it would silently pick the last head.
-            raise ValueError("a multi-head QNetwork needs the head index (>= 0) of every row")
-        # Every head runs on every row and each row keeps its own: one small matmul per
-        # head, and the heads a row did not select receive exactly zero gradient from it.
-        all_q = torch.stack([head(features) for head in self.heads], dim=1)
-        return all_q[torch.arange(len(all_q), device=all_q.device), heads]
+        q: torch.Tensor = self.body(torch.cat([x, action.to(torch.float32)], dim=1), heads)
+        return q.squeeze(1)

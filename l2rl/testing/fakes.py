@@ -223,7 +223,8 @@ class FakeAgent(Agent):
     def state_value(self, obs: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         """Expected action value under :meth:`policy_distribution`."""
         q = self.q(obs.to(torch.float32))
-        return (torch.softmax(q, dim=-1) * q).sum(-1)
+        value: torch.Tensor = (torch.softmax(q, dim=-1) * q).sum(-1)
+        return value
 
     def state_dict(self) -> dict[str, Any]:
         """Network, optimiser and the exploration generator's state."""
