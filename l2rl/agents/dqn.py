@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 
+from l2rl.agents.requirements import check_multi_head, required_replay
 from l2rl.config import ConfigError, PluginConfig
 from l2rl.core import Agent, AgentServices, BatchSource
 from l2rl.types import EnvSpec, Losses, Step, TaskInfo, TransitionBatch
@@ -109,12 +110,10 @@ class DQNAgent(Agent):
             raise ConfigError(f"DQN needs a Discrete action space from 0, got {action_space}")
         if not isinstance(obs_space, gym.spaces.Box):
             raise ConfigError(f"DQN needs a Box observation space, got {obs_space}")
-        if services.replay is None:
-            raise ConfigError("DQN needs a replay component (role replay)")
-        if config.multi_head and not env_spec.task_aware:
-            raise ConfigError("DQN multi_head needs task ids: set scenario.task_aware=true")
+        replay = required_replay(services, "DQN")
+        check_multi_head(config.multi_head, env_spec, "DQN")
         super().__init__(config, env_spec, services, seed)
-        self.replay: BatchSource = services.replay
+        self.replay: BatchSource = replay
         self.num_actions = int(action_space.n)
         self.max_grad_norm = config.max_grad_norm
         # fork_rng keeps the caller's global torch stream untouched by our initialisation.

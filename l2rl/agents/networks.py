@@ -81,15 +81,8 @@ class MultiHeadMLP(nn.Module):
 
 
 class QNetwork(MultiHeadMLP):
-    """Action values from raw observations: a :class:`MultiHeadMLP` with one output per action.
-
-    Args:
-        obs_dim: number of observation elements (the product of the observation shape).
-        num_actions: number of discrete actions.
-        hidden_sizes: widths of the torso's hidden layers.
-        num_heads: output heads; with more than one, ``forward`` needs each row's head.
-        input_scale: observations are multiplied by this after conversion to float32
-            (``1/255`` for uint8 frames).
+    """Action values from raw observations: a :class:`MultiHeadMLP` with one output per
+    action (``in_dim = obs_dim``, ``out_dim = num_actions``; the other arguments as there).
     """
 
     def __init__(

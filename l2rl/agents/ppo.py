@@ -23,6 +23,7 @@ from pydantic import Field, PositiveInt
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
+from l2rl.agents.requirements import check_multi_head
 from l2rl.config import ConfigError, PluginConfig
 from l2rl.core import Agent, AgentServices
 from l2rl.types import EnvSpec, Losses, Step
@@ -328,8 +329,7 @@ class PPOAgent(Agent):
             num_outputs = int(action_space.shape[0])
         else:
             raise ConfigError(f"PPO needs a Discrete or a 1-D Box action space, got {action_space}")
-        if config.multi_head and not env_spec.task_aware:
-            raise ConfigError("PPO multi_head needs task ids: set scenario.task_aware=true")
+        check_multi_head(config.multi_head, env_spec, "PPO")
         super().__init__(config, env_spec, services, seed)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.max_grad_norm = config.max_grad_norm

@@ -42,6 +42,7 @@ from torch.distributions import (
     register_kl,
 )
 
+from l2rl.agents.requirements import check_multi_head, required_replay
 from l2rl.config import ConfigError, PluginConfig
 from l2rl.core import Agent, AgentServices, BatchSource
 from l2rl.types import EnvSpec, Losses, Step, TransitionBatch
@@ -287,12 +288,10 @@ class SACAgent(Agent):
             raise ConfigError(f"SAC needs finite action bounds, got {action_space}")
         if not isinstance(obs_space, gym.spaces.Box):
             raise ConfigError(f"SAC needs a Box observation space, got {obs_space}")
-        if services.replay is None:
-            raise ConfigError("SAC needs a replay component (role replay)")
-        if config.multi_head and not env_spec.task_aware:
-            raise ConfigError("SAC multi_head needs task ids: set scenario.task_aware=true")
+        replay = required_replay(services, "SAC")
+        check_multi_head(config.multi_head, env_spec, "SAC")
         super().__init__(config, env_spec, services, seed)
-        self.replay: BatchSource = services.replay
+        self.replay: BatchSource = replay
         self.max_grad_norm = config.max_grad_norm
         self.action_dim = int(action_space.shape[0])
         self.action_low = action_space.low.astype(np.float32)
