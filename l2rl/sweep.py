@@ -114,7 +114,11 @@ def run_sweep(
     )
     try:
         reference_jobs: list[Job] = [
-            (f"reference task {task} seed {seed}", _reference_job, (c, task, seed))
+            (
+                f"reference {c.scenario.name} task {task} seed {seed}",
+                _reference_job,
+                (c, task, seed),
+            )
             for path, (c, task, seed) in references.items()
         ]
         _run_jobs(pool, reference_jobs, report)
