@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt
 from rich.console import Console
 
 from l2rl.config import load_yaml, parse_config
+from l2rl.metrics import HEADLINE_METRICS, aggregate_seeds
 from l2rl.sweep import SweepEvent, run_sweep
 
 HERE = Path(__file__).resolve().parent
@@ -148,11 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True)
     grid = experiment_configs(args.scenarios, args.methods, args.seeds, args.output)
     if args.report_only:
-        summaries = {
-            key: json.loads((directory / "summary.json").read_text())
-            for key, (directory, _) in grid.items()
-            if (directory / "summary.json").is_file()
-        }
+        summaries = {}
+        for key, (directory, config) in grid.items():
+            # whatever seeds have finished, so a partial sweep can be reported honestly
+            done = [directory / f"seed_{s}" / "metrics.json" for s in config.seeds]
+            per_seed = [json.loads(path.read_text()) for path in done if path.is_file()]
+            if per_seed:
+                summaries[key] = aggregate_seeds(per_seed, HEADLINE_METRICS)
     else:
 
         def show(event: SweepEvent) -> None:
