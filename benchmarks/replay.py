@@ -19,7 +19,8 @@ wall time swings with the other load; CPU time much less.
 The step stream is episodes of fixed length (``--episode``) with a terminal last step; the
 next observation of a step is the same array object as the following step's observation,
 as the runner passes them. Both buffers gather with ``np.take`` (a little faster than
-fancy indexing here), so the sample ratio compares layouts, not gather primitives.
+fancy indexing here) and draw rows as ``floor(u * n)``, so the sample ratio compares
+layouts, not gather or random-draw primitives.
 
 Targets: sampling within 10% of the ring buffer (ratio <= 1.10); bytes per stored image
 transition at most 1.1x the raw observation bytes. Timings use one torch thread.
@@ -155,8 +156,13 @@ class RingBuffer:
         self.size = min(self.size + n, self.capacity)
 
     def sample(self, batch_size: int) -> TransitionBatch:
-        """Uniform rows with replacement."""
-        rows = self.rng.integers(0, self.size, batch_size)
+        """Uniform rows with replacement.
+
+        Drawn as ``floor(u * size)`` like the replays' samplers (twice as fast as
+        ``Generator.integers`` for 256 draws), so the ratio measures layouts, not the
+        random-draw primitive.
+        """
+        rows = (self.rng.random(batch_size) * self.size).astype(np.int64)
         return TransitionBatch(
             obs=torch.from_numpy(self.obs.take(rows, axis=0)),
             actions=torch.from_numpy(self.actions.take(rows)),

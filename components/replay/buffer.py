@@ -136,11 +136,14 @@ class ChunkReplayBuffer:
         Built once per :attr:`version` (samplers call it for every minibatch).
         """
         if self._views is None:
-            filling = [s.slot for s in self._streams.values()]
             views = [np.array(w.held(), dtype=np.int64) for w in self.writers]
-            views[0] = np.concatenate((views[0], np.array(filling, dtype=np.int64)))
+            views[0] = np.concatenate((views[0], np.array(self.filling(), dtype=np.int64)))
             self._views = views
         return self._views
+
+    def filling(self) -> list[int]:
+        """Slots of the chunks being filled: one per training env that has sent a step."""
+        return [s.slot for s in self._streams.values()]
 
     def _changed(self) -> None:
         self.version += 1

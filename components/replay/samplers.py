@@ -35,6 +35,10 @@ class ChunkSource(Protocol):
         """Chunk ids per buffer; the chunks being filled are in the first."""
         ...
 
+    def filling(self) -> list[int]:
+        """Slots of the chunks being filled (all in the first view)."""
+        ...
+
 
 class Sampler(Protocol):
     """A rule that picks the rows of a minibatch."""
@@ -87,15 +91,16 @@ def _too_short(length: int) -> ValueError:
     return ValueError(f"no stored chunk holds {length} consecutive frames yet")
 
 
-def _below(rng: np.random.Generator, highs: np.ndarray) -> np.ndarray:
-    """One integer in ``[0, high)`` per element of ``highs`` (all positive).
+def _below(rng: np.random.Generator, highs: np.ndarray | int, size: int) -> np.ndarray:
+    """``size`` integers in ``[0, high)``, for each element of ``highs`` (or one ``high``).
 
     ``floor(u * high)`` for a double ``u``: uniform to within double rounding (~``high /
-    2^53``), and several times faster than ``Generator.integers`` with an array bound.
+    2^53``), and over twice as fast as ``Generator.integers`` for a minibatch of 256,
+    whose cost is mostly per-call overhead. It never reaches ``high``: ``u <= 1 - 2^-53``,
+    so the exact product is at least ``high * 2^-53`` below ``high``, more than half the
+    gap to the next double down (or, for a power of two, exact), and rounds below it.
     """
-    picks: np.ndarray = (rng.random(len(highs)) * highs).astype(np.int64)
-    # u * high can round up to high itself when u is the largest double below 1.
-    np.minimum(picks, highs - 1, out=picks)
+    picks: np.ndarray = (rng.random(size) * highs).astype(np.int64)
     return picks
 
 
@@ -105,39 +110,60 @@ def _weighted(
     """``n`` draws from ``items`` with probability proportional to integer ``weights``."""
     cumulative = np.cumsum(weights)
     picks: np.ndarray = items[
-        np.searchsorted(cumulative, rng.integers(0, cumulative[-1], n), side="right")
+        np.searchsorted(cumulative, _below(rng, int(cumulative[-1]), n), side="right")
     ]
     return picks
 
 
 def rows_in(rng: np.random.Generator, storage: ChunkStorage, slots: np.ndarray) -> np.ndarray:
-    """A uniformly random transition end in each of ``slots`` (each must hold one).
+    """A uniformly random transition end in each of ``slots`` (each must hold one)."""
+    return _ends_at(storage, slots, rng.random(len(slots)))
 
-    Rejection sampling over each slot's written rows: uniform over the accepted ones, and
-    at least half are accepted (a row that ends no transition is followed by one that
-    does), so a few rounds suffice.
+
+def _ends_at(storage: ChunkStorage, slots: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """For uniforms ``u``, the ``floor(u * count)``-th transition end of each of ``slots``.
+
+    Uniform over each slot's transitions (to within double rounding, as :func:`_below`),
+    read from :attr:`~.storage.ChunkStorage.end_rows`: no rows to reject and redraw.
     """
-    base, fill = slots * storage.rows, storage.fill[slots]
-    rows: np.ndarray = base + _below(rng, fill)
-    bad = np.flatnonzero(~storage.valid.take(rows))
-    while bad.size:
-        rows[bad] = base[bad] + _below(rng, fill[bad])
-        bad = bad[~storage.valid.take(rows[bad])]
+    j = (u * storage.count.take(slots)).astype(np.int64)
+    rows: np.ndarray = storage.end_rows.take(slots * storage.rows + j)
     return rows
 
 
 @dataclass(frozen=True)
 class View:
-    """Some chunks of a replay (one buffer's) and, cached with them, their flat rows."""
+    """One buffer's chunks and what sampling them needs, cached until the chunks change.
+
+    Attributes:
+        slots: the chunk ids.
+        rows: their flat rows, slot after slot (a uniform index into it is a uniform row).
+        settled: transitions in its complete chunks; a held chunk is never written, so
+            this holds until the chunk set, and with it the view, changes.
+        filling: its slots whose chunks are being filled; their counts grow with every
+            step, so :meth:`transitions` reads them on each call.
+    """
 
     slots: np.ndarray
     rows: np.ndarray
+    settled: int
+    filling: tuple[int, ...]
 
     @classmethod
-    def of(cls, storage: ChunkStorage, slots: np.ndarray) -> View:
-        """The view of ``slots``."""
+    def of(cls, storage: ChunkStorage, slots: np.ndarray, filling: Sequence[int]) -> View:
+        """The view of ``slots``; those also in ``filling`` are being filled."""
         rows = (slots[:, None] * storage.rows + np.arange(storage.rows)).ravel()
-        return cls(slots, rows)
+        held = set(slots.tolist())
+        mine = tuple(int(s) for s in filling if s in held)
+        settled = int(storage.count[slots].sum()) - sum(int(storage.count[s]) for s in mine)
+        return cls(slots, rows, settled, mine)
+
+    def transitions(self, storage: ChunkStorage) -> int:
+        """Transitions in the view's chunks now."""
+        total, count = self.settled, storage.count
+        for slot in self.filling:  # a loop: faster than sum() or numpy for one or two
+            total += int(count[slot])
+        return total
 
 
 def uniform_rows(
@@ -146,7 +172,8 @@ def uniform_rows(
     """``n`` transition ends, uniform over all those stored in ``view``'s chunks.
 
     ``view=None`` means slots ``0 .. slots_used - 1``. Draws uniform rows of the chunks
-    and keeps the first ``n`` that end a transition: i.i.d. uniform over them, exactly.
+    and keeps the first ``n`` that end a transition: i.i.d. uniform over them (to within
+    double rounding, :func:`_below`).
     When fewer than half the rows end one (a nearly empty replay) it picks chunks in
     proportion to their transitions first instead (:func:`rows_in`).
 
@@ -156,32 +183,31 @@ def uniform_rows(
     if view is None:
         total, span = storage.transitions, slots_used * storage.rows
     else:
-        total, span = int(storage.count.take(view.slots).sum()), len(view.rows)
+        total, span = view.transitions(storage), len(view.rows)
     if total == 0:
         raise _empty()
     if 2 * total < span:
         slots = np.arange(slots_used) if view is None else view.slots
         return rows_in(rng, storage, _weighted(rng, slots, storage.count[slots], n))
-    valid, invalid = storage.valid, 1.0 - total / span
-    found: list[np.ndarray] = []
-    missing = n
-    while missing > 0:
-        # The expected shortfall plus 4 sd (+ 8): a second round is rare.
-        extra = missing * invalid / (1.0 - invalid)
-        draws = rng.integers(0, span, missing + int(extra + 4 * extra**0.5) + 8)
-        if view is not None:
-            draws = view.rows.take(draws)
-        kept = draws[valid.take(draws)][:missing]
-        found.append(kept)
-        missing -= len(kept)
-    return found[0] if len(found) == 1 else np.concatenate(found)
+    # The expected shortfall plus 4 sd (+ 8) drawn on top: a second round is rare.
+    extra = n * (span - total) / total
+    draws = _below(rng, span, n + int(extra + 4 * extra**0.5) + 8)
+    if view is not None:
+        draws = view.rows.take(draws)
+    kept = draws[storage.valid.take(draws)]
+    if len(kept) < n:
+        more = uniform_rows(rng, storage, view, slots_used, n - len(kept))
+        kept = np.concatenate((kept, more))
+    rows: np.ndarray = kept[:n]
+    return rows
 
 
 def _starts_in(
     rng: np.random.Generator, storage: ChunkStorage, slots: np.ndarray, length: int
 ) -> np.ndarray:
     """A uniformly random first row of a ``length``-row run in each of ``slots``."""
-    starts: np.ndarray = slots * storage.rows + _below(rng, storage.fill[slots] - length + 1)
+    runs = storage.fill[slots] - length + 1
+    starts: np.ndarray = slots * storage.rows + _below(rng, runs, len(slots))
     return starts
 
 
@@ -240,39 +266,37 @@ class BufferChoiceSampler(_Seeded):
         self._views: list[View] = []
         self._views_version = -1
 
-    def _pick(self, weights: list[np.ndarray]) -> int:
-        """The buffer drawn, or the next one that has something (-1: none has)."""
-        first = int(self.rng.integers(len(weights)))
-        for i in (*range(first, len(weights)), *range(first)):
-            if weights[i].sum() > 0:
-                return int(i)
-        return -1
+    def _turns(self, buffers: int) -> list[int]:
+        """The buffers in the order to try them: a uniformly drawn one, then the next ones."""
+        first = int(self.rng.random() * buffers)  # below ``buffers``, as in _below
+        return [*range(first, buffers), *range(first)]
 
     def _rows_views(self, source: ChunkSource) -> list[View]:
         """The buffers' views with their rows (rebuilt when the views change)."""
         if self._views_version != source.version:
-            self._views = [View.of(source.storage, v) for v in source.views()]
+            storage, filling = source.storage, source.filling()
+            self._views = [View.of(storage, v, filling) for v in source.views()]
             self._views_version = source.version
         return self._views
 
     def transitions(self, source: ChunkSource, batch_size: int) -> np.ndarray:
         """Flat rows of ``batch_size`` transition ends from one randomly chosen buffer."""
         storage, views = source.storage, self._rows_views(source)
-        i = self._pick([storage.count.take(v.slots) for v in views])
-        if i < 0:
-            raise _empty()
-        return uniform_rows(self.rng, storage, views[i], source.slots_used, batch_size)
+        for i in self._turns(len(views)):
+            if views[i].transitions(storage) > 0:
+                return uniform_rows(self.rng, storage, views[i], source.slots_used, batch_size)
+        raise _empty()
 
     def sequence_starts(self, source: ChunkSource, batch_size: int, length: int) -> np.ndarray:
         """First rows of ``batch_size`` runs of ``length`` from one randomly chosen buffer."""
         storage, views = source.storage, source.views()
         _check_length(storage, length)
         runs = [np.maximum(storage.fill[v] - length + 1, 0) for v in views]
-        i = self._pick(runs)
-        if i < 0:
-            raise _too_short(length)
-        chosen = _weighted(self.rng, views[i], runs[i], batch_size)
-        return _starts_in(self.rng, storage, chosen, length)
+        for i in self._turns(len(views)):
+            if runs[i].sum() > 0:
+                chosen = _weighted(self.rng, views[i], runs[i], batch_size)
+                return _starts_in(self.rng, storage, chosen, length)
+        raise _too_short(length)
 
 
 class RecencyBiasedSampler(_Seeded):
@@ -300,19 +324,30 @@ class RecencyBiasedSampler(_Seeded):
         super().__init__(seed)
         self.recent_fraction = recent_fraction
         self._order = np.zeros(0, dtype=np.int64)
+        self._filling: list[int] = []
         self._order_version = -1
+        self._holding_slots = self._order
+        self._holding_key: tuple[int, list[int]] | None = None
 
     def ranks(self, n: int, size: int) -> np.ndarray:
         """``size`` indices into ``n`` items ordered oldest first, by the 50:50 rule.
 
-        Inverse-CDF draws from one uniform ``v`` each: ``n * sqrt(v)`` is triangular(0, n,
-        n) (its CDF is ``(x / n)^2``), ``n * v`` uniform on ``[0, n)``; the floor is the
-        index (uniform to within double rounding, ~``n / 2^53``).
+        Each from three uniforms on ``[0, 1)``: a coin, recency-biased when below ``p``,
+        and ``a``, ``b``. A recency-biased draw takes ``max(a, b)``, whose CDF is ``x^2``
+        (so ``n * max(a, b)`` is triangular(0, n, n)), any other ``a``; the floor of ``n``
+        times that is the index (uniform to within double rounding, ~``n / 2^53``, and
+        below ``n`` for the reason given in :func:`_below`). The larger of two uniforms
+        costs fewer numpy calls than the inverse CDF ``sqrt`` on the biased draws alone.
         """
-        recent = self.rng.random(size) < self.recent_fraction
-        v = self.rng.random(size)
-        index: np.ndarray = (n * np.where(recent, np.sqrt(v), v)).astype(np.int64)
-        np.minimum(index, n - 1, out=index)  # v < 1, but n * v can round up to n
+        return self._ranks(self.rng.random((3, size)), n)
+
+    def _ranks(self, u: np.ndarray, n: int) -> np.ndarray:
+        """The indices :meth:`ranks` draws, from its uniforms ``u[0]`` (the coin), ``u[1]``
+        and ``u[2]``."""
+        # Where the coin says uniform, b * False is 0 and max(a, 0) is a.
+        x = np.maximum(u[1], u[2] * (u[0] < self.recent_fraction))
+        x *= n
+        index: np.ndarray = x.astype(np.int64)
         return index
 
     def _by_age(self, source: ChunkSource) -> np.ndarray:
@@ -320,17 +355,34 @@ class RecencyBiasedSampler(_Seeded):
         if self._order_version != source.version:
             slots = source.views()[0]
             self._order = slots[np.argsort(source.storage.serial[slots], kind="stable")]
+            self._filling = source.filling()
             self._order_version = source.version
         return self._order
 
+    def _holding(self, source: ChunkSource) -> np.ndarray:
+        """The chunks that hold a transition, oldest first.
+
+        The buffer never completes an empty chunk, so only a chunk being filled can hold
+        none: the list is kept until the chunks change or one being filled gets its first
+        transition.
+        """
+        order = self._by_age(source)
+        count = source.storage.count
+        key = (source.version, [s for s in self._filling if count[s] > 0])
+        if key != self._holding_key:
+            self._holding_slots = order[count[order] > 0]
+            self._holding_key = key
+        return self._holding_slots
+
     def transitions(self, source: ChunkSource, batch_size: int) -> np.ndarray:
         """Flat rows of ``batch_size`` transition ends, chunk by the 50:50 rule."""
-        storage = source.storage
-        slots = self._by_age(source)
-        slots = slots[storage.count[slots] > 0]
+        slots = self._holding(source)
         if slots.size == 0:
             raise _empty()
-        return rows_in(self.rng, storage, slots[self.ranks(slots.size, batch_size)])
+        # One call draws each transition's three rank uniforms and its place in the chunk:
+        # the generator's per-call overhead is most of its cost for a minibatch.
+        u = self.rng.random((4, batch_size))
+        return _ends_at(source.storage, slots.take(self._ranks(u, slots.size)), u[3])
 
     def sequence_starts(self, source: ChunkSource, batch_size: int, length: int) -> np.ndarray:
         """First rows of ``batch_size`` runs of ``length``, chunk by the 50:50 rule."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from l2rl.components.replay.continual_dreamer import ContinualDreamerReplay
 from l2rl.types import EnvSpec, Step
@@ -70,3 +71,39 @@ def test_fifo_writer_keeps_the_newest_chunks() -> None:
     storage = replay.buffer.storage
     firsts = sorted(int(storage.obs[s * storage.rows, 0]) for s in replay.buffer.writers[0].held())
     assert firsts == list(range(180, 200, 2))
+
+
+def short_episodes(replay: ContinualDreamerReplay, steps: range) -> None:
+    """Store steps ``t`` (reward ``t``, obs ``10 t``) as episodes of 1 and 2 steps in turn.
+
+    A step that ends its episode has next obs ``10 t + 1``, the first of a 2-step episode
+    the next step's obs. In chunks of 4 steps each complete chunk holds steps 3k, 3k + 1
+    and 3k + 2 at rows 1, 3 and 4 (row 2 starts an episode: no transition ends there).
+    """
+    for t in steps:
+        last = t % 3 != 1  # episodes {0}, {1, 2}, {3}, {4, 5}, ...
+        next_obs = np.array([10 * t + 1 if last else 10 * t + 10], np.float32)
+        replay.add(Step(np.array([10 * t], np.float32), 0, float(t), next_obs, last, False, 0, t))
+
+
+def test_chunk_cache_follows_filling_and_eviction_and_rows_are_uniform_within() -> None:
+    # The sampler caches the chunks that hold a transition: a chunk being filled must join
+    # once it holds one and an evicted chunk must leave. Inside a chunk a transition is
+    # picked by index (no rejection): uniform, and never the row that starts an episode.
+    config = ContinualDreamerReplay.Config(
+        capacity=8, chunk_steps=4, recent_fraction=0.0, writer="fifo"
+    )
+    replay = ContinualDreamerReplay(config, SPEC)
+    short_episodes(replay, range(6))  # two complete chunks; the one being filled is empty
+    assert sorted(set(replay.sample(500).rewards.tolist())) == [0, 1, 2, 3, 4, 5]
+    short_episodes(replay, range(6, 7))  # it now holds step 6
+    batch = replay.sample(9000)
+    assert torch.equal(batch.obs[:, 0], batch.rewards * 10)
+    continues = (batch.rewards % 3 == 1)[:, None]
+    assert torch.equal(batch.next_obs, batch.obs + torch.where(continues, 10.0, 1.0))
+    counts = np.bincount(batch.rewards.numpy().astype(int), minlength=7)
+    # Each of the three chunks 1/3; within one, each of its transitions alike.
+    want = 9000 * np.array([1 / 9] * 6 + [1 / 3])
+    assert ((counts - want) ** 2 / want).sum() < 27.9  # chi-square, df 6, p = 1e-4
+    short_episodes(replay, range(7, 9))  # completes a third chunk: the oldest is evicted
+    assert sorted(set(replay.sample(500).rewards.tolist())) == [3, 4, 5, 6, 7, 8]

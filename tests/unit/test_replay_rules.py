@@ -132,3 +132,19 @@ def test_recency_bias_matches_the_triangular_rule() -> None:
         assert chi_square(counts, draws * recency_expected(n, p)) < chi_square_limit(n - 1)
     # p = 0.5: the newest chunk is drawn (0.5 * 39/400 + 0.5/20) / (1/20) = 1.475x uniform.
     assert abs(recency_expected(n, 0.5)[-1] * n - 1.475) < 1e-9
+
+
+class LargestUniforms:
+    """A generator stand-in whose every uniform is the largest double below 1."""
+
+    def random(self, size: int | tuple[int, ...]) -> np.ndarray:
+        return np.full(size, np.nextafter(1.0, 0.0))
+
+
+def test_the_largest_uniform_still_gives_an_index_below_n() -> None:
+    # Samplers take floor(n * u) with no clamp to n - 1: for u = 1 - 2^-53, the largest a
+    # generator returns, n * u must still round to a double below n.
+    sampler = RecencyBiasedSampler(1.0)
+    sampler.rng = LargestUniforms()  # type: ignore[assignment]
+    for n in (1, 2, 3, 7, 100, 2**20, 2**31 - 1, 3 * 2**40 + 1, 2**52 - 1):
+        assert sampler.ranks(n, 4).tolist() == [n - 1] * 4

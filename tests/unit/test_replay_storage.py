@@ -269,3 +269,37 @@ def test_sequences_are_uniform_over_the_stored_runs() -> None:
     assert values.tolist() == [0.0, 1.0, 2.0, 4.0]
     # 2000 expected each; binomial sd ~39: within 4 sd.
     assert counts.min() > 1840 and counts.max() < 2160
+
+
+def test_end_rows_index_each_slots_transitions_in_order() -> None:
+    # Samplers take a slot's j-th transition from end_rows instead of rejecting rows, so
+    # it must list exactly each slot's valid rows, in order: after single adds, batched
+    # adds with episode starts inside, evictions that reuse slots, and a load (which
+    # rebuilds it, as it is not saved).
+    steps = random_episodes(seed=3, count=40)
+    single, batched = fifo(capacity=30, chunk_steps=4), fifo(capacity=30, chunk_steps=4)
+    for step in steps:
+        single.add(step)
+    for piece in np.array_split(np.arange(len(steps)), 9):
+        part = [steps[i] for i in piece]
+        batched.add_batch(
+            StepBatch(
+                obs=np.stack([s.obs for s in part]),
+                actions=np.array([s.action for s in part]),
+                rewards=np.array([s.reward for s in part], np.float32),
+                next_obs=np.stack([s.next_obs for s in part]),
+                terminated=np.array([s.terminated for s in part]),
+                truncated=np.array([s.truncated for s in part]),
+                task_id=0,
+            )
+        )
+    restored = fifo(capacity=30, chunk_steps=4)
+    restored.load_state_dict(single.state_dict())
+    assert single.buffer.slots_used < len(steps) // 4  # slots were reused
+    for replay in (single, batched, restored):
+        storage = replay.buffer.storage
+        for slot in range(storage.num_slots):
+            first = slot * storage.rows
+            ends = first + np.flatnonzero(storage.valid[first : first + storage.rows])
+            indexed = storage.end_rows[first : first + storage.count[slot]]
+            assert indexed.tolist() == ends.tolist()
