@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 
+from l2rl.agents.off_policy import replay_batches
 from l2rl.agents.requirements import check_multi_head, required_replay
 from l2rl.config import ConfigError, PluginConfig
 from l2rl.core import Agent, AgentServices, BatchSource
@@ -166,10 +167,14 @@ class DQNAgent(Agent):
     def batches(self, global_step: int) -> Iterator[TransitionBatch]:
         """``gradient_steps`` replay minibatches every ``train_every`` steps once warm."""
         c = self.config
-        if global_step % c.train_every != 0 or len(self.replay) < c.learning_starts:
-            return
-        for _ in range(c.gradient_steps):
-            yield self.replay.sample(c.batch_size)
+        return replay_batches(
+            self.replay,
+            global_step,
+            train_every=c.train_every,
+            learning_starts=c.learning_starts,
+            gradient_steps=c.gradient_steps,
+            batch_size=c.batch_size,
+        )
 
     def losses(self, batch: TransitionBatch) -> Losses:
         """Huber TD error against the double-DQN target.

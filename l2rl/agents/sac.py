@@ -42,6 +42,7 @@ from torch.distributions import (
     register_kl,
 )
 
+from l2rl.agents.off_policy import replay_batches
 from l2rl.agents.requirements import check_multi_head, required_replay
 from l2rl.config import ConfigError, PluginConfig
 from l2rl.core import Agent, AgentServices, BatchSource
@@ -400,10 +401,14 @@ class SACAgent(Agent):
     def batches(self, global_step: int) -> Iterator[TransitionBatch]:
         """``gradient_steps`` replay minibatches every ``train_every`` steps once warm."""
         c = self.config
-        if global_step % c.train_every != 0 or len(self.replay) < c.learning_starts:
-            return
-        for _ in range(c.gradient_steps):
-            yield self.replay.sample(c.batch_size)
+        return replay_batches(
+            self.replay,
+            global_step,
+            train_every=c.train_every,
+            learning_starts=c.learning_starts,
+            gradient_steps=c.gradient_steps,
+            batch_size=c.batch_size,
+        )
 
     def losses(self, batch: TransitionBatch) -> Losses:
         """Critic (eq. 5), actor (eq. 7) and, when tuned, temperature (eq. 18) losses."""
