@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 import l2rl
-from l2rl.builder import build_run, build_scenario
+from l2rl.builder import build_run, check_config
 from l2rl.config import RunConfig, dump_config, load_config
 from l2rl.logging.files import (
     atomic_write_json,
@@ -256,7 +256,7 @@ def run_experiment(config: RunConfig) -> ExperimentResult:
     The whole configuration (scenario, plugins and their options) is built once before any
     training, so bad input fails in seconds, not after the first seed.
     """
-    build_run(config, config.seeds[0], scenario=build_scenario(config))
+    check_config(config)
     directory = new_experiment_dir(Path(config.output_dir), config.name)
     atomic_write_text(directory / "config.yaml", dump_config(config))
     per_seed: dict[int, RunMetrics] = {}

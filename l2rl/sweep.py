@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from l2rl.builder import build_run, build_scenario
+from l2rl.builder import build_scenario, check_config
 from l2rl.config import RunConfig, dump_config
 from l2rl.experiment import (
     finish_seed,
@@ -80,7 +80,7 @@ def run_sweep(
         for directory, config in experiments.items()
     }
     for config in configs.values():  # bad input fails now, not in a worker
-        build_run(config, config.seeds[0], scenario=build_scenario(config))
+        check_config(config)
 
     references: dict[Path, tuple[RunConfig, int, int]] = {}
     for config in configs.values():
