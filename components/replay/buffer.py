@@ -20,6 +20,10 @@ caller passes the same array on, an equality test otherwise.
 
 Several writers (WMAR's short- and long-term buffers) may hold the same chunk; it is stored
 once and its slot is freed when no writer holds it any more.
+
+Each buffer (writer) also has an :class:`~.end_index.EndIndex` of the transitions its chunks
+hold, the first one's including the chunks being filled, kept up to date as steps arrive and
+chunks come and go, so that a uniform transition of a buffer costs one draw and one gather.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch
 from l2rl.types import Step, TransitionBatch
 
 from .batches import SequenceBatch
+from .end_index import EndIndex
 from .samplers import Sampler
 from .storage import UNKNOWN_TASK, ChunkStorage
 from .writers import ChunkWriter
@@ -120,6 +125,8 @@ class ChunkReplayBuffer:
         self.version = 0
         """Changes whenever the chunks a writer holds or the chunks being filled change."""
         self._views: list[np.ndarray] | None = None
+        self.ends = [EndIndex(storage.num_slots * storage.rows) for _ in self.writers]
+        """Per writer, the transitions its chunks hold (the first's: with those being filled)."""
 
     def seed(self, seed: int) -> None:
         """Restart the placement and sampling streams from ``seed``."""
@@ -129,6 +136,11 @@ class ChunkReplayBuffer:
     def __len__(self) -> int:
         """Transitions stored (each counted once, however many buffers hold its chunk)."""
         return self.storage.transitions
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the storage's and the end indexes' preallocated arrays."""
+        return self.storage.nbytes + sum(index.nbytes for index in self.ends)
 
     def views(self) -> list[np.ndarray]:
         """Chunk ids held by each writer; the first also lists the chunks being filled.
@@ -165,7 +177,9 @@ class ChunkReplayBuffer:
             elif storage.fill[slot] + 2 > storage.rows:
                 slot = self._complete(stream, carry=False)
             storage.begin_episode(slot, step.obs)
-        storage.append(slot, step.action, step.reward, step.next_obs, step.terminated)
+        self.ends[0].add_one(
+            storage.append(slot, step.action, step.reward, step.next_obs, step.terminated)
+        )
         stream.open = not (step.terminated or step.truncated)
         stream.last_obs = step.next_obs
         if storage.fill[slot] == storage.rows:
@@ -207,7 +221,7 @@ class ChunkReplayBuffer:
                 self._complete(stream, carry=False)
                 continue
             piece = slice(t, end)
-            storage.append_steps(
+            ends = storage.append_steps(
                 slot,
                 new[piece],
                 steps.obs[piece],
@@ -216,6 +230,7 @@ class ChunkReplayBuffer:
                 steps.next_obs[piece],
                 steps.terminated[piece],
             )
+            self.ends[0].add(ends)
             t = end
             stream.open = not ended[t - 1]
             stream.last_obs = None
@@ -254,11 +269,21 @@ class ChunkReplayBuffer:
         old_task = int(storage.task[chunk])
         last = storage.last_row(chunk)
         dropped: list[int] = []
-        for writer in self.writers:
+        for w, (writer, index) in enumerate(zip(self.writers, self.ends, strict=True)):
             out = writer.place(chunk, old_task, self.placement_rng)
-            if chunk not in out:
+            kept = chunk not in out
+            if kept:
                 self._refs[chunk] += 1
-            dropped.extend(c for c in out if c != chunk)
+            # The first index has held the chunk's transitions since it was begun; the
+            # others take them when their writer keeps it.
+            if w == 0 and not kept:
+                index.remove(storage.ends_in(chunk))
+            elif w > 0 and kept:
+                index.add(storage.ends_in(chunk))
+            for c in out:
+                if c != chunk:
+                    index.remove(storage.ends_in(c))
+                    dropped.append(c)
         for c in dropped:
             self._refs[c] -= 1
             if self._refs[c] == 0:
@@ -318,18 +343,22 @@ class ChunkReplayBuffer:
             "slots_used": self.slots_used,
             "serial": self._serial,
             "streams": {env: [s.slot, s.open] for env, s in sorted(self._streams.items())},
+            "ends": [index.state_dict() for index in self.ends],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned.
 
         Raises:
-            ValueError: the state comes from a replay with another layout or writer count.
+            ValueError: the state comes from a replay with another layout or writer count,
+                or its end indexes do not hold exactly the transitions of their chunks.
         """
         if len(state["writers"]) != len(self.writers):
             raise ValueError(
                 f"replay state has {len(state['writers'])} writers, this replay {len(self.writers)}"
             )
+        if "ends" not in state:
+            raise ValueError("replay state has no end indexes (saved by an older l2rl)")
         self.storage.load_state_dict(state["storage"])
         for writer, saved in zip(self.writers, state["writers"], strict=True):
             writer.load_state_dict(saved)
@@ -344,3 +373,18 @@ class ChunkReplayBuffer:
             for env, (slot, is_open) in state["streams"].items()
         }
         self._changed()
+        for w, (index, saved) in enumerate(zip(self.ends, state["ends"], strict=True)):
+            index.load_state_dict(saved)
+            self._check_index(w)
+
+    def _check_index(self, w: int) -> None:
+        """Raise unless writer ``w``'s index holds exactly the transitions of its chunks."""
+        storage = self.storage
+        slots = self.views()[w]
+        rows = (slots[:, None] * storage.rows + np.arange(storage.rows)).ravel()
+        want = rows[storage.valid[rows]]
+        if not np.array_equal(np.sort(self.ends[w].held()), np.sort(want)):
+            raise ValueError(
+                f"replay state: end index {w} does not hold the transitions of its "
+                f"{len(slots)} chunks ({self.ends[w].size} rows against {len(want)})"
+            )

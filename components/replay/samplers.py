@@ -3,19 +3,20 @@
 A sampler returns flat storage rows: the rows transitions end at (``valid`` rows, see
 :mod:`.storage`) or the first rows of sequences. It reads the storage's per-slot fill and
 counts and, where its rule needs them, the replay's *views*: lists of chunk ids (one per
-buffer; the chunks being filled belong to the first). Every draw comes from the sampler's
-own seeded generator, so a replay's minibatches are reproducible and survive a
-checkpoint.
+buffer; the chunks being filled belong to the first), or its *end indexes*: the
+transitions of each buffer packed densely (:mod:`.end_index`), from which a uniform
+transition is one draw and one gather. Every draw comes from the sampler's own seeded
+generator, so a replay's minibatches are reproducible and survive a checkpoint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
+from .end_index import EndIndex
 from .storage import ChunkStorage
 
 Seed = int | Sequence[int]
@@ -30,6 +31,8 @@ class ChunkSource(Protocol):
     """Slots ``0 .. slots_used - 1`` may hold data; the ones above never have."""
     version: int
     """Changes whenever :meth:`views` may change (what a sampler may cache on)."""
+    ends: list[EndIndex]
+    """Per buffer, its transitions packed densely (the first's: with the chunks being filled)."""
 
     def views(self) -> list[np.ndarray]:
         """Chunk ids per buffer; the chunks being filled are in the first."""
@@ -115,11 +118,6 @@ def _weighted(
     return picks
 
 
-def rows_in(rng: np.random.Generator, storage: ChunkStorage, slots: np.ndarray) -> np.ndarray:
-    """A uniformly random transition end in each of ``slots`` (each must hold one)."""
-    return _ends_at(storage, slots, rng.random(len(slots)))
-
-
 def _ends_at(storage: ChunkStorage, slots: np.ndarray, u: np.ndarray) -> np.ndarray:
     """For uniforms ``u``, the ``floor(u * count)``-th transition end of each of ``slots``.
 
@@ -128,77 +126,6 @@ def _ends_at(storage: ChunkStorage, slots: np.ndarray, u: np.ndarray) -> np.ndar
     """
     j = (u * storage.count.take(slots)).astype(np.int64)
     rows: np.ndarray = storage.end_rows.take(slots * storage.rows + j)
-    return rows
-
-
-@dataclass(frozen=True)
-class View:
-    """One buffer's chunks and what sampling them needs, cached until the chunks change.
-
-    Attributes:
-        slots: the chunk ids.
-        rows: their flat rows, slot after slot (a uniform index into it is a uniform row).
-        settled: transitions in its complete chunks; a held chunk is never written, so
-            this holds until the chunk set, and with it the view, changes.
-        filling: its slots whose chunks are being filled; their counts grow with every
-            step, so :meth:`transitions` reads them on each call.
-    """
-
-    slots: np.ndarray
-    rows: np.ndarray
-    settled: int
-    filling: tuple[int, ...]
-
-    @classmethod
-    def of(cls, storage: ChunkStorage, slots: np.ndarray, filling: Sequence[int]) -> View:
-        """The view of ``slots``; those also in ``filling`` are being filled."""
-        rows = (slots[:, None] * storage.rows + np.arange(storage.rows)).ravel()
-        held = set(slots.tolist())
-        mine = tuple(int(s) for s in filling if s in held)
-        settled = int(storage.count[slots].sum()) - sum(int(storage.count[s]) for s in mine)
-        return cls(slots, rows, settled, mine)
-
-    def transitions(self, storage: ChunkStorage) -> int:
-        """Transitions in the view's chunks now."""
-        total, count = self.settled, storage.count
-        for slot in self.filling:  # a loop: faster than sum() or numpy for one or two
-            total += int(count[slot])
-        return total
-
-
-def uniform_rows(
-    rng: np.random.Generator, storage: ChunkStorage, view: View | None, slots_used: int, n: int
-) -> np.ndarray:
-    """``n`` transition ends, uniform over all those stored in ``view``'s chunks.
-
-    ``view=None`` means slots ``0 .. slots_used - 1``. Draws uniform rows of the chunks
-    and keeps the first ``n`` that end a transition: i.i.d. uniform over them (to within
-    double rounding, :func:`_below`).
-    When fewer than half the rows end one (a nearly empty replay) it picks chunks in
-    proportion to their transitions first instead (:func:`rows_in`).
-
-    Raises:
-        ValueError: the chunks hold no transition.
-    """
-    if view is None:
-        total, span = storage.transitions, slots_used * storage.rows
-    else:
-        total, span = view.transitions(storage), len(view.rows)
-    if total == 0:
-        raise _empty()
-    if 2 * total < span:
-        slots = np.arange(slots_used) if view is None else view.slots
-        return rows_in(rng, storage, _weighted(rng, slots, storage.count[slots], n))
-    # The expected shortfall plus 4 sd (+ 8) drawn on top: a second round is rare.
-    extra = n * (span - total) / total
-    draws = _below(rng, span, n + int(extra + 4 * extra**0.5) + 8)
-    if view is not None:
-        draws = view.rows.take(draws)
-    kept = draws[storage.valid.take(draws)]
-    if len(kept) < n:
-        more = uniform_rows(rng, storage, view, slots_used, n - len(kept))
-        kept = np.concatenate((kept, more))
-    rows: np.ndarray = kept[:n]
     return rows
 
 
@@ -222,10 +149,9 @@ class UniformSampler(_Seeded):
     """Uniform over every stored transition (with replacement), or every sequence start.
 
     Used by FIFO, reservoir and task-balanced replay, where every stored chunk, including
-    the ones being filled, is part of the one buffer. Transitions: uniform rows of the
-    used slots, redrawing the ones that end no transition (:func:`uniform_rows`).
-    Sequences: a slot in proportion to the runs of ``length`` rows it holds, then a
-    uniform start.
+    the ones being filled, is part of the one buffer. Transitions: a uniform position of
+    the buffer's end index (:class:`~.end_index.EndIndex`), one draw each. Sequences: a
+    slot in proportion to the runs of ``length`` rows it holds, then a uniform start.
 
     Args:
         seed: seed of the sampler's generator (a replay reseeds it from the run's seed).
@@ -233,7 +159,10 @@ class UniformSampler(_Seeded):
 
     def transitions(self, source: ChunkSource, batch_size: int) -> np.ndarray:
         """Flat rows of ``batch_size`` transition ends, uniform over all stored."""
-        return uniform_rows(self.rng, source.storage, None, source.slots_used, batch_size)
+        index = source.ends[0]
+        if index.size == 0:
+            raise _empty()
+        return index.rows_at(self.rng.random(batch_size))
 
     def sequence_starts(self, source: ChunkSource, batch_size: int, length: int) -> np.ndarray:
         """First rows of ``batch_size`` runs, uniform over all stored runs of ``length``."""
@@ -261,42 +190,58 @@ class BufferChoiceSampler(_Seeded):
         seed: seed of the sampler's generator (a replay reseeds it from the run's seed).
     """
 
-    def __init__(self, seed: Seed = 0) -> None:
-        super().__init__(seed)
-        self._views: list[View] = []
-        self._views_version = -1
-
-    def _turns(self, buffers: int) -> list[int]:
-        """The buffers in the order to try them: a uniformly drawn one, then the next ones."""
-        first = int(self.rng.random() * buffers)  # below ``buffers``, as in _below
+    @staticmethod
+    def _turns(first: int, buffers: int) -> list[int]:
+        """The buffers in the order to try them: ``first``, then the next ones."""
         return [*range(first, buffers), *range(first)]
 
-    def _rows_views(self, source: ChunkSource) -> list[View]:
-        """The buffers' views with their rows (rebuilt when the views change)."""
-        if self._views_version != source.version:
-            storage, filling = source.storage, source.filling()
-            self._views = [View.of(storage, v, filling) for v in source.views()]
-            self._views_version = source.version
-        return self._views
-
     def transitions(self, source: ChunkSource, batch_size: int) -> np.ndarray:
-        """Flat rows of ``batch_size`` transition ends from one randomly chosen buffer."""
-        storage, views = source.storage, self._rows_views(source)
-        for i in self._turns(len(views)):
-            if views[i].transitions(storage) > 0:
-                return uniform_rows(self.rng, storage, views[i], source.slots_used, batch_size)
-        raise _empty()
+        """Flat rows of ``batch_size`` transition ends from one randomly chosen buffer.
+
+        One call draws the buffer choice (the last uniform) with the rows' uniforms: the
+        generator's per-call overhead is much of a minibatch's cost.
+        """
+        indexes = source.ends
+        u = self.rng.random(batch_size + 1)
+        first = int(u[batch_size] * len(indexes))  # below len(indexes), as in _below
+        index = indexes[first]
+        if index.size == 0:  # only before the long-term buffer holds its first chunk
+            holding = [i for i in self._turns(first, len(indexes)) if indexes[i].size]
+            if not holding:
+                raise _empty()
+            index = indexes[holding[0]]
+        return index.rows_at(u[:batch_size])
 
     def sequence_starts(self, source: ChunkSource, batch_size: int, length: int) -> np.ndarray:
         """First rows of ``batch_size`` runs of ``length`` from one randomly chosen buffer."""
         storage, views = source.storage, source.views()
         _check_length(storage, length)
         runs = [np.maximum(storage.fill[v] - length + 1, 0) for v in views]
-        for i in self._turns(len(views)):
+        first = int(self.rng.random() * len(views))  # below len(views), as in _below
+        for i in self._turns(first, len(views)):
             if runs[i].sum() > 0:
                 chosen = _weighted(self.rng, views[i], runs[i], batch_size)
                 return _starts_in(self.rng, storage, chosen, length)
         raise _too_short(length)
+
+
+def recency_ranks(u: np.ndarray, n: int, recent_fraction: float) -> np.ndarray:
+    """Indices into ``n`` items ordered oldest first, by Continual-Dreamer's 50:50 rule.
+
+    One index per column of ``u``, from its three uniforms on ``[0, 1)``: a coin
+    ``u[0]``, recency-biased when below ``recent_fraction``, and ``a = u[1]``,
+    ``b = u[2]``. A recency-biased draw takes ``max(a, b)``, whose CDF is ``x^2`` (so
+    ``n * max(a, b)`` is triangular(0, n, n)), any other ``a``; the floor of ``n`` times
+    that is the index (uniform to within double rounding, ~``n / 2^53``, and below ``n``
+    for the reason given in :func:`_below`). The larger of two uniforms costs fewer numpy
+    calls than the inverse CDF ``sqrt`` on the biased draws alone. Rows of ``u`` past the
+    third are not read.
+    """
+    # Where the coin says uniform, b * False is 0 and max(a, 0) is a.
+    x = np.maximum(u[1], u[2] * (u[0] < recent_fraction))
+    x *= n
+    index: np.ndarray = x.astype(np.int64)
+    return index
 
 
 class RecencyBiasedSampler(_Seeded):
@@ -330,25 +275,9 @@ class RecencyBiasedSampler(_Seeded):
         self._holding_key: tuple[int, list[int]] | None = None
 
     def ranks(self, n: int, size: int) -> np.ndarray:
-        """``size`` indices into ``n`` items ordered oldest first, by the 50:50 rule.
-
-        Each from three uniforms on ``[0, 1)``: a coin, recency-biased when below ``p``,
-        and ``a``, ``b``. A recency-biased draw takes ``max(a, b)``, whose CDF is ``x^2``
-        (so ``n * max(a, b)`` is triangular(0, n, n)), any other ``a``; the floor of ``n``
-        times that is the index (uniform to within double rounding, ~``n / 2^53``, and
-        below ``n`` for the reason given in :func:`_below`). The larger of two uniforms
-        costs fewer numpy calls than the inverse CDF ``sqrt`` on the biased draws alone.
-        """
-        return self._ranks(self.rng.random((3, size)), n)
-
-    def _ranks(self, u: np.ndarray, n: int) -> np.ndarray:
-        """The indices :meth:`ranks` draws, from its uniforms ``u[0]`` (the coin), ``u[1]``
-        and ``u[2]``."""
-        # Where the coin says uniform, b * False is 0 and max(a, 0) is a.
-        x = np.maximum(u[1], u[2] * (u[0] < self.recent_fraction))
-        x *= n
-        index: np.ndarray = x.astype(np.int64)
-        return index
+        """``size`` indices into ``n`` items ordered oldest first, by the 50:50 rule
+        (:func:`recency_ranks` of three fresh uniforms each)."""
+        return recency_ranks(self.rng.random((3, size)), n, self.recent_fraction)
 
     def _by_age(self, source: ChunkSource) -> np.ndarray:
         """The first view's chunks, oldest first (kept until the views change)."""
@@ -382,7 +311,8 @@ class RecencyBiasedSampler(_Seeded):
         # One call draws each transition's three rank uniforms and its place in the chunk:
         # the generator's per-call overhead is most of its cost for a minibatch.
         u = self.rng.random((4, batch_size))
-        return _ends_at(source.storage, slots.take(self._ranks(u, slots.size)), u[3])
+        ranks = recency_ranks(u, slots.size, self.recent_fraction)
+        return _ends_at(source.storage, slots.take(ranks), u[3])
 
     def sequence_starts(self, source: ChunkSource, batch_size: int, length: int) -> np.ndarray:
         """First rows of ``batch_size`` runs of ``length``, chunk by the 50:50 rule."""

@@ -148,10 +148,9 @@ class ChunkStorage:
         self.valid[row] = False
         self.fill[slot] += 1
 
-    def append(
-        self, slot: int, action: Any, reward: float, next_obs: Any, terminated: bool
-    ) -> None:
-        """Write one env step as the row after the last: the transition from it ends here."""
+    def append(self, slot: int, action: Any, reward: float, next_obs: Any, terminated: bool) -> int:
+        """Write one env step as the row after the last; returns that row, where the
+        transition from it ends."""
         row = slot * self.rows + int(self.fill[slot])
         self.obs[row] = next_obs
         self.actions[row] = action
@@ -163,6 +162,7 @@ class ChunkStorage:
         self.fill[slot] += 1
         self.count[slot] += 1
         self.transitions += 1
+        return row
 
     def append_steps(
         self,
@@ -173,14 +173,16 @@ class ChunkStorage:
         rewards: np.ndarray,
         next_obs: np.ndarray,
         terminated: np.ndarray,
-    ) -> None:
-        """Write consecutive steps after the last row at once.
+    ) -> np.ndarray:
+        """Write consecutive steps after the last row at once; returns the rows they end at.
 
         The same rows as :meth:`begin_episode` (with ``obs``) before each step flagged in
         ``new_episode``, then :meth:`append` for every step, would write.
         """
         base, n = slot * self.rows + int(self.fill[slot]), len(next_obs)
-        ends: slice | np.ndarray = slice(base, base + n)  # the row each step writes
+        # The row each step writes: a slice while no first row comes between (slice
+        # assignments copy frames faster than index arrays).
+        ends: slice | np.ndarray = slice(base, base + n)
         rows = n
         if new_episode.any():
             ends = base + np.cumsum(1 + new_episode) - 1
@@ -198,13 +200,13 @@ class ChunkStorage:
         self.terminated[ends] = terminated
         self.is_first[ends] = False
         self.valid[ends] = True
+        end_rows = np.arange(base, base + n) if isinstance(ends, slice) else ends
         first_end = slot * self.rows + int(self.count[slot])
-        self.end_rows[first_end : first_end + n] = (
-            np.arange(base, base + n) if isinstance(ends, slice) else ends
-        )
+        self.end_rows[first_end : first_end + n] = end_rows
         self.fill[slot] += rows
         self.count[slot] += n
         self.transitions += n
+        return end_rows
 
     def carry(self, row: int, slot: int) -> None:
         """Copy flat row ``row`` (an open episode's last frame) to the start of empty ``slot``.
@@ -223,6 +225,11 @@ class ChunkStorage:
         self.fill[slot] = 1
 
     # --- reading ----------------------------------------------------------------------
+    def ends_in(self, slot: int) -> np.ndarray:
+        """The flat rows the transitions of ``slot`` end at, in the order written (a view)."""
+        first = slot * self.rows
+        return self.end_rows[first : first + int(self.count[slot])]
+
     def transitions_at(self, rows: np.ndarray) -> TransitionBatch:
         """The transitions ending at flat rows ``rows`` (each must be ``valid``)."""
         # np.take copies, so from_numpy shares nothing with the storage; numpy gathers were

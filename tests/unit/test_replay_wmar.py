@@ -101,17 +101,3 @@ def test_cached_views_follow_every_change() -> None:
         assert sampled <= set(replay.short_term.held() + filling) or sampled <= set(
             replay.long_term.held()
         )
-
-
-def test_cached_buffer_sizes_follow_every_step() -> None:
-    # The sampler caches each buffer's transitions in complete chunks and reads the chunk
-    # being filled per call: every step must show in the short-term buffer's size, and
-    # completions and evictions in both, as a fresh count does.
-    replay = WMARReplay(WMARReplay.Config(capacity=16, chunk_steps=4), SPEC)
-    frames = [np.array([t], np.float32) for t in range(61)]
-    for t in range(60):
-        replay.add(Step(frames[t], 0, float(t), frames[t + 1], t % 7 == 6, False, 0, t))
-        buffer = replay.buffer
-        views = buffer.sampler._rows_views(buffer)  # type: ignore[attr-defined]
-        for view, slots in zip(views, buffer.views(), strict=True):
-            assert view.transitions(buffer.storage) == buffer.storage.count[slots].sum()
