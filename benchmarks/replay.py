@@ -254,16 +254,7 @@ class StepStream:
     def batches(self, size: int) -> Iterator[StepBatch]:
         """The same steps as arrays, ``size`` at a time."""
         for lo in range(0, len(self.steps), size):
-            part = self.steps[lo : lo + size]
-            yield StepBatch(
-                obs=np.stack([s.obs for s in part]),
-                actions=np.array([s.action for s in part], np.int64),
-                rewards=np.array([s.reward for s in part], np.float32),
-                next_obs=np.stack([s.next_obs for s in part]),
-                terminated=np.array([s.terminated for s in part]),
-                truncated=np.zeros(len(part), np.bool_),
-                task_id=0,
-            )
+            yield StepBatch.from_steps(self.steps[lo : lo + size])
 
 
 PLAIN_RING = "numpy ring"

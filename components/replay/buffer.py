@@ -77,6 +77,29 @@ class StepBatch:
     def __len__(self) -> int:
         return len(self.obs)
 
+    @classmethod
+    def from_steps(cls, steps: Sequence[Step]) -> StepBatch:
+        """``steps`` (consecutive steps of one env and one task) stacked into arrays.
+
+        Raises:
+            ValueError: ``steps`` is empty, or holds steps of more than one env or task.
+        """
+        if not steps:
+            raise ValueError("a step batch needs at least one step")
+        first = steps[0]
+        if any(s.env_index != first.env_index or s.task_id != first.task_id for s in steps):
+            raise ValueError("a step batch holds the steps of one env and one task")
+        return cls(
+            obs=np.stack([s.obs for s in steps]),
+            actions=np.array([s.action for s in steps]),
+            rewards=np.array([s.reward for s in steps], np.float32),
+            next_obs=np.stack([s.next_obs for s in steps]),
+            terminated=np.array([s.terminated for s in steps], np.bool_),
+            truncated=np.array([s.truncated for s in steps], np.bool_),
+            task_id=first.task_id,
+            env_index=first.env_index,
+        )
+
 
 @dataclass
 class _Stream:

@@ -133,18 +133,7 @@ def test_batched_adds_keep_the_indexes_exact_too(kind: str) -> None:
         stop = min(len(steps), start + int(rng.integers(1, 20)))
         while any(s.task_id != steps[start].task_id for s in steps[start:stop]):
             stop -= 1
-        part = steps[start:stop]
-        replay.add_batch(
-            StepBatch(
-                obs=np.stack([s.obs for s in part]),
-                actions=np.array([s.action for s in part]),
-                rewards=np.array([s.reward for s in part], np.float32),
-                next_obs=np.stack([s.next_obs for s in part]),
-                terminated=np.array([s.terminated for s in part]),
-                truncated=np.array([s.truncated for s in part]),
-                task_id=part[0].task_id,
-            )
-        )
+        replay.add_batch(StepBatch.from_steps(steps[start:stop]))
         assert_indexes_match_the_chunks(replay)
         start = stop
 

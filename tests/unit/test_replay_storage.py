@@ -180,19 +180,22 @@ def test_add_batch_stores_what_add_stores() -> None:
         one.add(step)
     cuts = np.sort(np.random.default_rng(0).choice(np.arange(1, len(steps)), 12, replace=False))
     for piece in np.split(np.arange(len(steps)), cuts):
-        part = [steps[i] for i in piece]
-        many.add_batch(
-            StepBatch(
-                obs=np.stack([s.obs for s in part]),
-                actions=np.array([s.action for s in part]),
-                rewards=np.array([s.reward for s in part], np.float32),
-                next_obs=np.stack([s.next_obs for s in part]),
-                terminated=np.array([s.terminated for s in part]),
-                truncated=np.array([s.truncated for s in part]),
-                task_id=0,
-            )
-        )
+        many.add_batch(StepBatch.from_steps([steps[i] for i in piece]))
     assert state_differences(one.state_dict(), many.state_dict()) == []
+
+
+def test_a_step_batch_holds_one_env_and_one_task() -> None:
+    steps = episode(0, 3, "terminated", task=1)
+    batch = StepBatch.from_steps(steps)
+    assert batch.task_id == 1 and batch.env_index == 0 and len(batch) == 3
+    assert batch.terminated.tolist() == [False, False, True]
+    assert batch.obs[:, 0].tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError, match="at least one"):
+        StepBatch.from_steps([])
+    with pytest.raises(ValueError, match="one env and one task"):
+        StepBatch.from_steps([*steps, *episode(1, 2, "cut", task=2)])
+    with pytest.raises(ValueError, match="one env and one task"):
+        StepBatch.from_steps([steps[0], dataclasses.replace(steps[1], env_index=1)])
 
 
 def test_parallel_envs_fill_their_own_chunks() -> None:
@@ -281,18 +284,7 @@ def test_end_rows_index_each_slots_transitions_in_order() -> None:
     for step in steps:
         single.add(step)
     for piece in np.array_split(np.arange(len(steps)), 9):
-        part = [steps[i] for i in piece]
-        batched.add_batch(
-            StepBatch(
-                obs=np.stack([s.obs for s in part]),
-                actions=np.array([s.action for s in part]),
-                rewards=np.array([s.reward for s in part], np.float32),
-                next_obs=np.stack([s.next_obs for s in part]),
-                terminated=np.array([s.terminated for s in part]),
-                truncated=np.array([s.truncated for s in part]),
-                task_id=0,
-            )
-        )
+        batched.add_batch(StepBatch.from_steps([steps[i] for i in piece]))
     restored = fifo(capacity=30, chunk_steps=4)
     restored.load_state_dict(single.state_dict())
     assert single.buffer.slots_used < len(steps) // 4  # slots were reused
