@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 from l2rl.components.replay.wmar import WMARReplay
@@ -70,6 +71,18 @@ def test_each_minibatch_comes_from_one_buffer_chosen_50_50() -> None:
         from_short += chunks <= short
     # Binomial(1000, 0.5): sd 15.8; 440..560 is > 3.5 sd either side.
     assert 440 < from_short < 560
+
+
+def test_an_empty_long_term_buffer_passes_every_minibatch_to_the_short_term_one() -> None:
+    replay = WMARReplay(WMARReplay.Config(capacity=16, chunk_steps=4), SPEC)
+    with pytest.raises(ValueError, match="empty"):
+        replay.sample(4)
+    frames = [np.array([t], np.float32) for t in range(4)]
+    for t in range(3):  # the chunk being filled: three steps, no complete chunk yet
+        replay.add(Step(frames[t], 0, float(t), frames[t + 1], False, False, 0, t))
+    assert replay.buffer.ends[1].size == 0
+    rewards = torch.cat([replay.sample(8).rewards for _ in range(50)])
+    assert sorted(set(rewards.tolist())) == [0.0, 1.0, 2.0]
 
 
 def test_sequences_come_from_one_buffer_too() -> None:
