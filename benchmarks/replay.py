@@ -328,7 +328,7 @@ def sample_times(
                 b.sample(BATCH)
             spent.append((time.process_time() - start) / calls * 1e6)
         mine.append(spent[-1])
-        for ratio, base in zip(ratios, spent, strict=False):
+        for ratio, base in zip(ratios, spent[:-1], strict=True):
             ratio.append(spent[-1] / base)
     to_plain, to_rule = statistics.median(ratios[0]), statistics.median(ratios[-1])
     return statistics.median(mine), to_plain, to_rule
