@@ -36,9 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from l2rl.types import Step, TransitionBatch
+from l2rl.types import SequenceBatch, Step, TransitionBatch
 
-from .batches import SequenceBatch
 from .end_index import EndIndex
 from .samplers import Sampler
 from .storage import UNKNOWN_TASK, ChunkStorage

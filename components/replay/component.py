@@ -11,9 +11,8 @@ from pydantic import Field
 
 from l2rl.config import PluginConfig
 from l2rl.core import Component, RunContext
-from l2rl.types import EnvSpec, Step, TransitionBatch
+from l2rl.types import EnvSpec, SequenceBatch, Step, TransitionBatch
 
-from .batches import SequenceBatch
 from .buffer import ChunkReplayBuffer, StepBatch
 from .samplers import Sampler
 from .storage import ChunkStorage

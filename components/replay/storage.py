@@ -28,9 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from l2rl.types import TransitionBatch
-
-from .batches import SequenceBatch
+from l2rl.types import SequenceBatch, TransitionBatch
 
 UNKNOWN_TASK = -1
 """Stored task id of frames from a task-agnostic run (``Step.task_id is None``)."""
