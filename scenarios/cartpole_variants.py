@@ -6,9 +6,16 @@ Each variant is one small, documented change to ``CartPole-v1``:
 - ``swap-actions``: action 0 pushes right and 1 pushes left (:class:`SwapActions`). The
   policy that solves ``base`` fails here, and the other way round.
 - ``negate-obs``: the agent sees ``-obs`` (:class:`NegateObservation`); the correct action
-  for an observation is the opposite of ``base``'s.
+  for an observation is the opposite of ``base``'s. CartPole is mirror-symmetric, so to the
+  agent this is the same MDP as ``swap-actions``: from mirrored start states, one policy
+  sees bit-identical observation streams in both. A scenario may hold one of the two, never
+  both (rejected at config time).
 - ``permute-obs``: the agent sees the four features in the order
   ``(angle, angular velocity, position, velocity)`` (:class:`PermuteObservation`).
+
+The default sequence is ``base, swap-actions, permute-obs``: every pair is a different MDP
+to the agent and their optimal policies conflict (the policy that solves one scores below
+0.2 on each other; ``tests/unit/test_scenarios.py`` checks it).
 - ``long-pole``: the pole is twice as long (half-length 1.0 instead of 0.5); a change of
   dynamics rather than of interface, so a milder conflict.
 
@@ -143,6 +150,9 @@ def _long_pole(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:
     return env
 
 
+MIRROR_EQUIVALENT: frozenset[str] = frozenset({"swap-actions", "negate-obs"})
+"""Variants that are one MDP to the agent (CartPole's mirror symmetry); never in one scenario."""
+
 VARIANTS: dict[str, Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]]] = {
     "base": _base,
     "swap-actions": SwapActions,
@@ -169,7 +179,7 @@ class CartPoleVariantsConfig(PluginConfig):
     """Options of ``cartpole-variants``."""
 
     variants: list[str] = Field(
-        default_factory=lambda: ["base", "swap-actions", "negate-obs"],
+        default_factory=lambda: ["base", "swap-actions", "permute-obs"],
         min_length=1,
         description=(
             f"Variants in training order, one task each (names = variants); any of "
@@ -188,6 +198,11 @@ class CartPoleVariantsConfig(PluginConfig):
         unknown = [v for v in variants if v not in VARIANTS]
         if unknown:
             raise ValueError(f"unknown variant(s) {unknown}; valid: {', '.join(VARIANTS)}")
+        if set(variants) >= MIRROR_EQUIVALENT:
+            raise ValueError(
+                "swap-actions and negate-obs are the same MDP to the agent (CartPole is "
+                "mirror-symmetric), so a scenario may hold only one of them"
+            )
         return variants
 
 
@@ -207,7 +222,7 @@ def _build(config: CartPoleVariantsConfig) -> list[TaskSpec]:
 cartpole_variants: TaskFamily[CartPoleVariantsConfig] = TaskFamily(
     CartPoleVariantsConfig,
     _build,
-    "CartPole with swapped actions, negated/permuted observations or a long pole: tasks that "
-    "conflict, so fine-tuning forgets.",
+    "CartPole with swapped actions, permuted (or negated) observations or a long pole: tasks "
+    "that conflict, so fine-tuning forgets.",
 )
 """The ``cartpole-variants`` task family."""
