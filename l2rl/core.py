@@ -199,6 +199,14 @@ class Agent(abc.ABC):
     def on_task_start(self, task: TaskInfo) -> None:  # noqa: B027 - optional
         """A new training window begins (task-aware runs only)."""
 
+    @property
+    def untrained_task_heads(self) -> bool:
+        """Whether each task acts through a head of its own, untrained until its task trains.
+
+        Zero-shot transfer is then not measurable (:mod:`l2rl.metrics`). Default ``False``.
+        """
+        return False
+
     @abc.abstractmethod
     def networks(self) -> nn.Module:
         """The module whose parameters define the policy (what regularizers protect)."""

@@ -4,10 +4,13 @@ Layout::
 
     <output_dir>/<name>-<YYYYmmdd-HHMMSS>/
         config.yaml                 the resolved config
-        summary.json                headline metrics over seeds: mean and 90% bootstrap interval
+        environment.json            packages, torch build and threads, BLAS, CPU, git commit
+        summary.json                headline metrics over seeds (l2rl.aggregate.aggregate_seeds)
         seed_<s>/
             config.yaml             the resolved config with this seed
+            environment.json        the environment this seed ran (or resumed) in
             scenario.json           tasks, their parameters, and the schedule
+            agent.json              what the metrics need to know of the agent
             evals.jsonl             every evaluation record, flushed as it happens
             reference_evals.jsonl   single-task reference records (forward transfer)
             metrics.json            this seed's metrics
@@ -33,6 +36,7 @@ from typing import Any
 import torch
 
 import l2rl
+from l2rl.aggregate import aggregate_seeds
 from l2rl.builder import build_run, check_config
 from l2rl.config import RunConfig, dump_config, load_config
 from l2rl.logging.files import (
@@ -43,7 +47,8 @@ from l2rl.logging.files import (
     record_to_row,
 )
 from l2rl.logging.recorder import DiskRecorder, Recorder
-from l2rl.metrics import HEADLINE_METRICS, RunMetrics, aggregate_seeds, summarize_run
+from l2rl.manifest import environment_manifest
+from l2rl.metrics import HEADLINE_METRICS, RunMetrics, summarize_run
 from l2rl.progress import ProgressDisplay
 from l2rl.runner import Runner
 from l2rl.scenario import Scenario
@@ -169,7 +174,12 @@ def _train_and_measure(
         torch.set_num_threads(config.torch_threads)
     built = build_run(config, seed)
     scenario = built.scenario
+    atomic_write_json(run_dir / "environment.json", environment_manifest())
     atomic_write_json(run_dir / "scenario.json", scenario_description(scenario))
+    atomic_write_json(
+        run_dir / "agent.json",
+        {"name": config.agent.name, "untrained_task_heads": built.agent.untrained_task_heads},
+    )
     previous: list[EvalRecord] = []
     if checkpoint is not None:
         kept = int(checkpoint["global_step"])
@@ -226,14 +236,16 @@ def metrics_of_run(run_dir: Path) -> RunMetrics:
         reference = {}
         for row in read_jsonl(reference_file):
             task_index = row.pop("reference_for")
-            reference.setdefault(task_index, []).append(EvalRecord(**row))
+            reference.setdefault(task_index, []).append(EvalRecord.from_row(row))
     schedule = [block["task_index"] for block in description["schedule"]]
+    agent = json.loads((run_dir / "agent.json").read_text())
     return summarize_run(
         records,
         schedule,
         num_tasks=len(description["tasks"]),
         reference=reference,
         end_window=config.metrics.end_window,
+        untrained_task_heads=agent["untrained_task_heads"],
     )
 
 
@@ -259,6 +271,7 @@ def run_experiment(config: RunConfig) -> ExperimentResult:
     check_config(config)
     directory = new_experiment_dir(Path(config.output_dir), config.name)
     atomic_write_text(directory / "config.yaml", dump_config(config))
+    atomic_write_json(directory / "environment.json", environment_manifest())
     per_seed: dict[int, RunMetrics] = {}
     for seed in config.seeds:
         per_seed[seed] = run_seed(config, seed, directory / f"seed_{seed}")

@@ -1,53 +1,104 @@
-"""Continual-learning metrics as pure functions of evaluation records (DESIGN.md section 5).
+"""Continual-learning metrics of one run as pure functions of its evaluation records.
 
 Nothing here runs inside the training loop: every function reads a sequence of
-:class:`~l2rl.types.EvalRecord` and the training schedule and returns numbers.
+:class:`~l2rl.types.EvalRecord` and the training schedule and returns numbers. Cross-seed
+summaries live in :mod:`l2rl.aggregate`.
 
-Conventions
------------
-* ``schedule`` is the task index trained in each block (training window), in order:
-  ``[0, 1, 2]`` for a plain sequence, ``[0, 1, 0, 1]`` for a cycle. Block ``k`` is window
-  ``W_k``; there are ``B = len(schedule)`` blocks.
-* A task's curve ``p_j(t)`` is its records (``eval_task == j``) sorted by ``global_step``
-  (ties: earlier block first, and a window's closing evaluation last within its block).
-* Records with ``block == -1`` are the evaluation before any training. The record with
-  ``block == k and block_end`` *closes* window ``k``; at most one per task and block. A
-  record's ``trained_task`` must equal ``schedule[block]`` (this catches a wrong schedule).
-* ``start of W_k`` is the closing evaluation of block ``k - 1`` (the pre-training
-  evaluation for ``k = 0``); a single evaluation, never averaged.
-* ``end of W_k`` is the mean of the task's last ``end_window`` evaluations among the records
-  of block ``k`` whose step is at most the closing evaluation's step (the closing one
-  included). With ``end_window=1`` it is the closing evaluation. If the closing evaluation
-  is missing the value is NaN. ``end of W_{-1}`` is the pre-training evaluation.
-* ``p_j(T)`` is the mean of the task's last ``end_window`` evaluations of the run.
-* The performance matrix ``R`` has ``B + 1`` rows: row 0 holds the pre-training scores and
-  row ``k`` the closing scores of block ``k - 1`` (single evaluations, no averaging).
-* Means over tasks (or over matrix entries) ignore NaN, like ``np.nanmean``, but return NaN
-  without a ``RuntimeWarning`` when nothing is defined. Per-task values are NaN where a metric
-  is undefined for that task (never trained, excluded, or an evaluation it needs is missing).
+Each headline metric's key names the convention it follows; they differ on purpose, so the
+same records give different numbers under different names:
 
-Metrics
+========================== ===========================================================
+key                        convention
+========================== ===========================================================
+``cw_average_performance`` Continual World (``results_processing/tables.py``)
+``cw_forgetting``          Continual World
+``cw_forward_transfer``    Continual World (one seed; across seeds see
+                           :func:`l2rl.aggregate.cw_forward_transfer_interval`)
+``gem_backward_transfer``  GEM's code (``metrics/metrics.py``, ``confusion_matrix``)
+``gem_forward_transfer``   GEM's code
+``cora_isolated_forgetting`` CORA's isolated forgetting (``USE_ISOLATED_FORGETTING``)
+``cora_zero_shot_transfer``  CORA's isolated zero-shot transfer (``USE_ISOLATED_ZSFT``)
+``l2rl_average_performance`` l2rl: last ``end_window`` evaluations
+``l2rl_forgetting``        l2rl: per window, ``end_window`` evaluations, ``N - 1`` tasks
+``l2rl_forward_transfer``  l2rl: trapezoid AUC, ratio per seed
+========================== ===========================================================
+
+Records
 -------
-* Average performance ``A = mean_j p_j(T)`` over all tasks, trained or not.
-* Forgetting (Continual World) ``F_i = p_i(end of W_i) - p_i(T)`` for every trained task
-  except the final block's task; a task trained in several windows uses its last one.
-* Forward transfer (Continual World) ``FT_i = (AUC_i - AUC_i^ref) / (1 - AUC_i^ref)``.
-  ``AUC_i`` integrates task ``i``'s curve with the trapezoidal rule over its *first* window,
-  from the start-of-window evaluation to the closing one, divided by the window's length in
-  steps. ``AUC_i^ref`` is the same quantity on a single-task reference run (records with
-  ``eval_task == 0`` and one block). NaN when ``AUC_i^ref == 1`` or no reference is given.
-* Backward transfer (GEM) ``BWT = mean_i (R[B, i] - R[b_i + 1, i])`` over the trained tasks
-  except the final block's task, where ``b_i`` is the last block that trained task ``i`` (so
-  ``R[b_i + 1]`` is the row closing it). For a plain sequence this is GEM's
-  ``mean_{i<N} (R[N, i] - R[i, i])`` in GEM's 1-based numbering.
-* CORA isolated forgetting ``F_{i<-j} = p_i(start of W_j) - p_i(end of W_j)`` for each block
-  ``j`` and each task ``i`` other than block ``j``'s task that some block before ``j`` trained.
-* CORA zero-shot forward transfer ``Z_{k<-j} = p_k(end of W_j) - p_k(end of W_{j-1})`` for
-  each block ``j`` and each task ``k`` whose first training block is after ``j`` (a task that
-  is never trained counts as not yet seen at every block).
+* ``schedule`` is the task index trained in each block (training window), in order:
+  ``[0, 1, 2]`` for a plain sequence, ``[0, 1, 0, 1]`` for a cycle; ``B = len(schedule)``.
+* An *evaluation round* is one moment at which the runner evaluated every task: a block, a
+  step and whether it closes the block. Rounds are ordered by step (ties: earlier block
+  first, a block's closing round last). Block ``-1`` holds the round before any training;
+  every block has exactly one closing round (``block_end``), at most one record per task.
+* A record's ``trained_task`` must equal ``schedule[block]`` (this catches a wrong schedule).
 
-Across seeds, :func:`bootstrap_ci` gives a percentile bootstrap interval of the mean and
-:func:`aggregate_seeds` applies it to each headline figure.
+Missing evaluations
+-------------------
+Every metric treats a gap the same way: a value that reads an evaluation round at which the
+task has no record is NaN (undefined), never filled from another round. The gaps are listed
+by :func:`missing_evaluations` (and in ``RunMetrics.to_dict()["missing_evaluations"]``): a
+task without a record at a round where others have one, and a task without the closing
+evaluation of a block (or of the round before training). Continual World's pandas code would
+instead average the values that exist; on complete records the two agree exactly.
+
+Continual World
+---------------
+Their ``tables.py`` reads rows logged while a task trains (no row before training):
+
+* ``p_j(T)``: mean of task ``j``'s last 5 rounds of the run (blocks ``>= 0``);
+  ``cw_average_performance = mean_j p_j(T)`` over all tasks.
+* ``p_i(end)``: mean of task ``i``'s last 5 rounds among the blocks that train ``i`` (every
+  window of ``i``: their filter is ``train/active_env == i``). ``F_i = p_i(end) - p_i(T)`` for
+  every trained task, the final block's task included (it contributes 0), and
+  ``cw_forgetting`` is the mean over the trained tasks: over all ``N`` in a plain sequence.
+* ``AUC_i``: plain mean of task ``i``'s scores over every round of the blocks that train it;
+  ``AUC_i^ref`` the same over the single-task reference run's rounds (block 0).
+  ``FT_i = (AUC_i - AUC_i^ref) / (1 - AUC_i^ref)``; across seeds Continual World takes the
+  ratio of seed means, not the mean of per-seed ratios (:mod:`l2rl.aggregate`).
+
+GEM
+---
+``gem_backward_transfer = (1/N) sum_i (R[N, i] - R[i + 1, i])`` and
+``gem_forward_transfer = (1/N) sum_{i >= 1} (R[i, i] - R[0, i])`` on the performance matrix
+``R`` below, as GEM's ``confusion_matrix`` computes them: the means run over all ``N`` tasks
+(the final task's BWT term and the first task's FWT term are 0), although the paper's
+equations divide by ``N - 1``. GEM's code assumes that block ``i`` trains task ``i``, once:
+under any other schedule both are not applicable.
+
+CORA
+----
+``cora_isolated_forgetting``: ``F_{i<-j} = p_i(start of W_j) - p_i(end of W_j)`` for each
+block ``j`` and each task ``i`` other than block ``j``'s task that some block before ``j``
+trained; ``cora_zero_shot_transfer``: ``Z_{k<-j} = p_k(end of W_j) - p_k(end of W_{j-1})``
+for each block ``j`` and each task ``k`` first trained after ``j`` (or never). ``start of
+W_j`` is the closing round of block ``j - 1``; ``end of W_j`` the mean of the last
+``end_window`` rounds of block ``j``; ``end of W_{-1}`` the round before training. These are
+CORA's isolated definitions; unlike CORA's plotting code, l2rl does not smooth curves with a
+causal moving average first, scores are normalised by each task's declared range rather
+than by the largest return seen, and every block (every cycle) is counted.
+
+l2rl's own
+----------
+* ``p_j(T)``: mean of the last ``end_window`` rounds of the run;
+  ``l2rl_average_performance = mean_j p_j(T)``.
+* ``l2rl_forgetting``: ``F_i = p_i(end of W_{b_i}) - p_i(T)``, ``b_i`` the last block of
+  task ``i``, over trained tasks other than the final block's task (``N - 1`` in a plain
+  sequence). With ``end_window=1`` it is exactly minus GEM's paper BWT.
+* ``l2rl_forward_transfer``: ``AUC_i`` integrates task ``i``'s curve with the trapezoidal
+  rule over its *first* window, from the start-of-window round to the closing one, divided
+  by the window's length; ``FT_i`` as above; the per-seed ratios are averaged across seeds.
+
+The performance matrix ``R`` has ``B + 1`` rows: row 0 holds the scores before training and
+row ``k`` the closing scores of block ``k - 1`` (single evaluations, no averaging).
+
+Not applicable
+--------------
+A headline metric that cannot be measured is NaN here and ``null`` in JSON, with its reason
+in ``RunMetrics.not_applicable``: forward transfer without reference runs; GEM's metrics off
+their schedule; zero-shot transfer (CORA's, and GEM's forward transfer) when each task acts
+through a head of its own that stays untrained until its task trains, since such a head's
+scores before training say nothing about transfer.
 """
 
 from __future__ import annotations
@@ -68,14 +119,30 @@ if TYPE_CHECKING:
 FloatArray = npt.NDArray[np.float64]
 
 HEADLINE_METRICS: tuple[str, ...] = (
-    "average_performance",
-    "forgetting",
-    "forward_transfer",
-    "backward_transfer",
+    "cw_average_performance",
+    "cw_forgetting",
+    "cw_forward_transfer",
+    "gem_backward_transfer",
+    "gem_forward_transfer",
     "cora_isolated_forgetting",
     "cora_zero_shot_transfer",
+    "l2rl_average_performance",
+    "l2rl_forgetting",
+    "l2rl_forward_transfer",
 )
 """The scalar figures of a run, in report order; keys of :meth:`RunMetrics.to_dict`."""
+
+CW_END_EVALUATIONS = 5
+"""Evaluations Continual World averages at a window's end and at the run's end (``tail(5)``)."""
+
+UNTRAINED_HEADS_REASON = (
+    "each task acts through a head of its own that is untrained until its task trains, so "
+    "scores before training measure an initial head, not transfer"
+)
+NO_REFERENCE_REASON = "no single-task reference runs (metrics.reference_runs is false)"
+GEM_SCHEDULE_REASON = (
+    "GEM's code assumes block i trains task i, each task once; schedule is {schedule}"
+)
 
 # An AUC_ref this close to 1 leaves no headroom to normalise by: FT is undefined there.
 _AUC_REF_ONE_TOL = 1e-12
@@ -88,6 +155,15 @@ class MetricResult(NamedTuple):
     mean: float
 
 
+class MissingEvaluation(NamedTuple):
+    """A task without a record at an evaluation round; ``global_step`` None: no such round."""
+
+    task: int
+    block: int
+    global_step: int | None
+    block_end: bool
+
+
 def nan_mean(values: npt.ArrayLike) -> float:
     """Mean of the non-NaN entries; NaN (and no ``RuntimeWarning``) when there are none."""
     array = np.asarray(values, dtype=np.float64)
@@ -95,26 +171,26 @@ def nan_mean(values: npt.ArrayLike) -> float:
     return float(defined.mean()) if defined.size else math.nan
 
 
+_Round = tuple[int, int, bool]  # (block, global_step, block_end)
+
+
 class _Curves:
-    """Records of one run grouped by evaluated task, validated and sorted once."""
+    """Records of one run indexed by task and evaluation round, validated once."""
 
     def __init__(
         self,
         records: Iterable[EvalRecord],
         num_blocks: int,
         num_tasks: int,
-        end_window: int,
         schedule: Sequence[int] | None = None,
     ) -> None:
         if num_tasks < 1:
             raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
-        if end_window < 1:
-            raise ValueError(f"end_window must be >= 1, got {end_window}")
         self.num_blocks = num_blocks
         self.num_tasks = num_tasks
-        self.end_window = end_window
-        self.curves: list[list[EvalRecord]] = [[] for _ in range(num_tasks)]
+        self.scores: dict[tuple[int, _Round], float] = {}
         self.closing: dict[tuple[int, int], EvalRecord] = {}
+        rounds: set[_Round] = set()
         for record in records:
             if not 0 <= record.eval_task < num_tasks:
                 raise ValueError(
@@ -130,58 +206,86 @@ class _Curves:
                         f"record of block {record.block} trained task {record.trained_task}, "
                         f"but schedule[{record.block}] = {expected}"
                     )
-            self.curves[record.eval_task].append(record)
+            key: _Round = (record.block, record.global_step, record.block_end)
+            if (record.eval_task, key) in self.scores:
+                kind = "closing evaluations" if record.block_end else "evaluations"
+                raise ValueError(
+                    f"two {kind} of task {record.eval_task} in block {record.block} "
+                    f"at step {record.global_step}"
+                )
             if record.block_end:
-                key = (record.eval_task, record.block)
-                if key in self.closing:
+                if (record.eval_task, record.block) in self.closing:
                     raise ValueError(
                         f"two closing evaluations of task {record.eval_task} "
                         f"in block {record.block}"
                     )
-                self.closing[key] = record
-        for curve in self.curves:
-            # block_end sorts last so the closing evaluation ends its block at a tied step.
-            curve.sort(key=lambda r: (r.global_step, r.block, r.block_end))
+                self.closing[(record.eval_task, record.block)] = record
+            self.scores[(record.eval_task, key)] = record.score
+            rounds.add(key)
+        # block_end sorts last so a closing round ends its block at a tied step.
+        self.rounds: list[_Round] = sorted(rounds, key=lambda r: (r[1], r[0], r[2]))
+
+    def closing_round(self, block: int) -> _Round | None:
+        """The round closing ``block`` (``-1``: before training), None if no task has it."""
+        for round_ in self.rounds:
+            if round_[0] == block and round_[2]:
+                return round_
+        return None
+
+    def mean_over(self, task: int, rounds: Sequence[_Round]) -> float:
+        """Mean of ``task``'s scores at ``rounds``; NaN if it misses one or there are none."""
+        scores = [self.scores.get((task, r), math.nan) for r in rounds]
+        return float(np.mean(scores)) if scores else math.nan
+
+    def block_rounds(self, block: int) -> list[_Round]:
+        """Rounds of ``block`` up to its closing round (all of them if it has none)."""
+        return [r for r in self.rounds if r[0] == block]
 
     def closing_score(self, task: int, block: int) -> float:
         """Score of the evaluation closing ``block`` for ``task`` (NaN if missing)."""
         record = self.closing.get((task, block))
         return math.nan if record is None else record.score
 
-    def end_of_window(self, task: int, block: int) -> float:
-        """``p_task(end of W_block)``: mean of the last ``end_window`` evaluations up to closing."""
-        closing = self.closing.get((task, block))
-        if closing is None:
-            return math.nan
-        scores = [
-            r.score
-            for r in self.curves[task]
-            if r.block == block and r.global_step <= closing.global_step
-        ]
-        return float(np.mean(scores[-self.end_window :]))
+    def end_of_window(self, task: int, block: int, end_window: int) -> float:
+        """``p_task(end of W_block)``: mean of the block's last ``end_window`` rounds.
 
-    def final(self, task: int) -> float:
-        """``p_task(T)``: mean of the task's last ``end_window`` evaluations (NaN if none)."""
-        scores = [r.score for r in self.curves[task][-self.end_window :]]
-        return float(np.mean(scores)) if scores else math.nan
+        NaN when the block has no closing round or the task misses one of those rounds.
+        """
+        rounds = self.block_rounds(block)
+        if not rounds or not rounds[-1][2]:
+            return math.nan
+        return self.mean_over(task, rounds[-end_window:])
 
     def window_auc(self, task: int, block: int) -> float:
         """Trapezoidal area under ``task``'s curve over window ``block``, per step of window.
 
-        Runs from the start-of-window evaluation to the closing one; NaN when either is
-        missing or the window has no length.
+        Runs from the start-of-window round (closing ``block - 1``) to the closing one; NaN
+        when the task misses one of those rounds or the window has no length.
         """
-        start = self.closing.get((task, block - 1))
-        end = self.closing.get((task, block))
-        if start is None or end is None or end.global_step <= start.global_step:
+        start, rounds = self.closing_round(block - 1), self.block_rounds(block)
+        if start is None or not rounds or not rounds[-1][2] or rounds[-1][1] <= start[1]:
             return math.nan
-        points = [start] + [
-            r for r in self.curves[task] if r.block == block and r.global_step <= end.global_step
-        ]
-        steps = np.array([r.global_step for r in points], dtype=np.float64)
-        scores = np.array([r.score for r in points], dtype=np.float64)
+        points = [start, *rounds]
+        scores = np.array([self.scores.get((task, r), math.nan) for r in points])
+        steps = np.array([r[1] for r in points], dtype=np.float64)
         area = float(np.sum(np.diff(steps) * (scores[1:] + scores[:-1]) / 2.0))
-        return area / (end.global_step - start.global_step)
+        return area / (rounds[-1][1] - start[1])
+
+    def missing(self) -> list[MissingEvaluation]:
+        """Every round a task has no record at, and every closing round nobody has."""
+        gaps = [
+            MissingEvaluation(task, block, step, end)
+            for block, step, end in self.rounds
+            for task in range(self.num_tasks)
+            if (task, (block, step, end)) not in self.scores
+        ]
+        present = {r[0] for r in self.rounds if r[2]}
+        for block in range(-1, self.num_blocks):
+            if block not in present:
+                gaps.extend(
+                    MissingEvaluation(task, block, None, True) for task in range(self.num_tasks)
+                )
+        return gaps
 
 
 class _Schedule:
@@ -204,52 +308,114 @@ class _Schedule:
 
     @property
     def final_task(self) -> int:
-        """The task of the last block, excluded from forgetting and BWT."""
+        """The task of the last block."""
         return self.blocks[-1]
 
     def first_block(self, task: int) -> float:
         """First block training ``task``; ``inf`` for a task never trained."""
         return self.first.get(task, math.inf)
 
+    def blocks_of(self, task: int) -> list[int]:
+        """Every block that trains ``task``."""
+        return [b for b, t in enumerate(self.blocks) if t == task]
+
 
 def _prepare(
-    records: Iterable[EvalRecord], schedule: Sequence[int], num_tasks: int, end_window: int
+    records: Iterable[EvalRecord], schedule: Sequence[int], num_tasks: int
 ) -> tuple[_Curves, _Schedule]:
     """Validate the schedule, then the records against it."""
     sched = _Schedule(schedule, num_tasks)
-    curves = _Curves(records, len(sched.blocks), num_tasks, end_window, sched.blocks)
-    return curves, sched
+    return _Curves(records, len(sched.blocks), num_tasks, sched.blocks), sched
 
 
 def _nan_vector(num_tasks: int) -> FloatArray:
     return np.full(num_tasks, np.nan, dtype=np.float64)
 
 
-def _final_scores(curves: _Curves) -> FloatArray:
-    return np.array([curves.final(j) for j in range(curves.num_tasks)], dtype=np.float64)
+def _check_window(end_window: int) -> None:
+    if end_window < 1:
+        raise ValueError(f"end_window must be >= 1, got {end_window}")
 
 
-def _forgetting(curves: _Curves, sched: _Schedule) -> MetricResult:
+# --- Continual World ------------------------------------------------------------------
+def _trained_rounds(curves: _Curves) -> list[_Round]:
+    """Rounds logged while some task trains (Continual World logs no row before training)."""
+    return [r for r in curves.rounds if r[0] >= 0]
+
+
+def _cw_final(curves: _Curves) -> FloatArray:
+    last = _trained_rounds(curves)[-CW_END_EVALUATIONS:]
+    return np.array([curves.mean_over(j, last) for j in range(curves.num_tasks)])
+
+
+def _cw_active_rounds(curves: _Curves, sched: _Schedule, task: int) -> list[_Round]:
+    blocks = set(sched.blocks_of(task))
+    return [r for r in curves.rounds if r[0] in blocks]
+
+
+def _cw_forgetting(curves: _Curves, sched: _Schedule, final: FloatArray) -> MetricResult:
     values = _nan_vector(curves.num_tasks)
-    for task, last in sched.last.items():
-        if task != sched.final_task:
-            values[task] = curves.end_of_window(task, last) - curves.final(task)
+    for task in sched.last:
+        active = _cw_active_rounds(curves, sched, task)[-CW_END_EVALUATIONS:]
+        values[task] = curves.mean_over(task, active) - final[task]
     return MetricResult(values, nan_mean(values))
 
 
-def _matrix(curves: _Curves) -> FloatArray:
-    matrix = np.full((curves.num_blocks + 1, curves.num_tasks), np.nan, dtype=np.float64)
-    for (task, block), record in curves.closing.items():
-        matrix[block + 1, task] = record.score
-    return matrix
+def _cw_auc(curves: _Curves, sched: _Schedule) -> FloatArray:
+    values = _nan_vector(curves.num_tasks)
+    for task in sched.last:
+        values[task] = curves.mean_over(task, _cw_active_rounds(curves, sched, task))
+    return values
 
 
-def _backward_transfer(curves: _Curves, sched: _Schedule) -> MetricResult:
-    matrix = _matrix(curves)
+# --- GEM --------------------------------------------------------------------------------
+def _gem_applies(sched: _Schedule, num_tasks: int) -> bool:
+    return sched.blocks == tuple(range(num_tasks))
+
+
+def _gem_transfer(matrix: FloatArray) -> tuple[MetricResult, MetricResult]:
+    """GEM's ``bwt`` and ``fwt`` per task from ``R`` (block ``i`` trains task ``i``)."""
+    n = matrix.shape[1]
+    bwt = np.array([matrix[n, i] - matrix[i + 1, i] for i in range(n)])
+    fwt = np.array([0.0] + [matrix[i, i] - matrix[0, i] for i in range(1, n)])
+    # GEM divides by all N tasks; a NaN anywhere makes its torch mean NaN too.
+    return MetricResult(bwt, float(bwt.mean())), MetricResult(fwt, float(fwt.mean()))
+
+
+# --- CORA -------------------------------------------------------------------------------
+def _cora_isolated_forgetting(curves: _Curves, sched: _Schedule, end_window: int) -> MetricResult:
+    values = np.full((curves.num_tasks, curves.num_blocks), np.nan, dtype=np.float64)
+    for block, trained in enumerate(sched.blocks):
+        for task in range(curves.num_tasks):
+            if task != trained and sched.first_block(task) < block:
+                start = curves.closing_score(task, block - 1)
+                values[task, block] = start - curves.end_of_window(task, block, end_window)
+    return MetricResult(values, nan_mean(values))
+
+
+def _cora_zero_shot_transfer(curves: _Curves, sched: _Schedule, end_window: int) -> MetricResult:
+    values = np.full((curves.num_tasks, curves.num_blocks), np.nan, dtype=np.float64)
+    for block in range(curves.num_blocks):
+        for task in range(curves.num_tasks):
+            if sched.first_block(task) > block:
+                before = curves.end_of_window(task, block - 1, end_window)
+                values[task, block] = curves.end_of_window(task, block, end_window) - before
+    return MetricResult(values, nan_mean(values))
+
+
+# --- l2rl's own -------------------------------------------------------------------------
+def _l2rl_final(curves: _Curves, end_window: int) -> FloatArray:
+    last = curves.rounds[-end_window:]
+    return np.array([curves.mean_over(j, last) for j in range(curves.num_tasks)])
+
+
+def _l2rl_forgetting(
+    curves: _Curves, sched: _Schedule, final: FloatArray, end_window: int
+) -> MetricResult:
     values = _nan_vector(curves.num_tasks)
     for task, last in sched.last.items():
         if task != sched.final_task:
-            values[task] = matrix[-1, task] - matrix[last + 1, task]
+            values[task] = curves.end_of_window(task, last, end_window) - final[task]
     return MetricResult(values, nan_mean(values))
 
 
@@ -260,26 +426,57 @@ def _first_window_auc(curves: _Curves, sched: _Schedule) -> FloatArray:
     return values
 
 
-def _cora_isolated_forgetting(curves: _Curves, sched: _Schedule) -> MetricResult:
-    values = np.full((curves.num_tasks, curves.num_blocks), np.nan, dtype=np.float64)
-    for block, trained in enumerate(sched.blocks):
-        for task in range(curves.num_tasks):
-            if task != trained and sched.first_block(task) < block:
-                start = curves.closing_score(task, block - 1)
-                values[task, block] = start - curves.end_of_window(task, block)
-    return MetricResult(values, nan_mean(values))
+def _matrix(curves: _Curves) -> FloatArray:
+    matrix = np.full((curves.num_blocks + 1, curves.num_tasks), np.nan, dtype=np.float64)
+    for (task, block), record in curves.closing.items():
+        matrix[block + 1, task] = record.score
+    return matrix
 
 
-def _cora_zero_shot_transfer(curves: _Curves, sched: _Schedule) -> MetricResult:
-    values = np.full((curves.num_tasks, curves.num_blocks), np.nan, dtype=np.float64)
-    for block in range(curves.num_blocks):
-        for task in range(curves.num_tasks):
-            if sched.first_block(task) > block:
-                before = curves.end_of_window(task, block - 1)
-                values[task, block] = curves.end_of_window(task, block) - before
-    return MetricResult(values, nan_mean(values))
+def _transfer_from_auc(auc: FloatArray, auc_ref: FloatArray) -> FloatArray:
+    values = _nan_vector(auc.shape[0])
+    for task, (own, ref) in enumerate(zip(auc, auc_ref, strict=True)):
+        if not math.isnan(own) and not math.isnan(ref) and 1.0 - ref > _AUC_REF_ONE_TOL:
+            values[task] = (own - ref) / (1.0 - ref)
+    return values
 
 
+def _reference_curves(
+    reference: Mapping[int, Sequence[EvalRecord]], num_tasks: int
+) -> dict[int, _Curves]:
+    """Each task's single-task reference run as validated curves."""
+    curves: dict[int, _Curves] = {}
+    for task, records in reference.items():
+        if not 0 <= task < num_tasks:
+            raise ValueError(f"reference given for task {task}, outside 0..{num_tasks - 1}")
+        try:
+            curves[task] = _Curves(records, num_blocks=1, num_tasks=1, schedule=(0,))
+        except ValueError as error:
+            raise ValueError(
+                f"reference run for task {task} is not a single-task run: {error}"
+            ) from error
+    return curves
+
+
+def reference_auc(
+    reference: Mapping[int, Sequence[EvalRecord]], num_tasks: int
+) -> tuple[FloatArray, FloatArray]:
+    """``AUC^ref`` per task from single-task reference runs: ``(l2rl trapezoid, CW mean)``.
+
+    ``reference[i]`` holds the records of the run that trained task ``i`` alone: one block,
+    ``eval_task == 0``. Tasks without a reference get NaN.
+
+    Raises:
+        ValueError: a key is not a task index, or a reference run is not single-task.
+    """
+    trapezoid, plain = _nan_vector(num_tasks), _nan_vector(num_tasks)
+    for task, curves in _reference_curves(reference, num_tasks).items():
+        trapezoid[task] = curves.window_auc(0, 0)
+        plain[task] = curves.mean_over(0, curves.block_rounds(0))
+    return trapezoid, plain
+
+
+# --- public functions -------------------------------------------------------------------
 def performance_matrix(
     records: Iterable[EvalRecord], num_blocks: int, num_tasks: int
 ) -> FloatArray:
@@ -292,121 +489,67 @@ def performance_matrix(
         ValueError: a record's task or block is out of range, or a task has two closing
             evaluations in one block.
     """
-    return _matrix(_Curves(records, num_blocks, num_tasks, end_window=1))
+    return _matrix(_Curves(records, num_blocks, num_tasks))
 
 
-def final_scores(records: Iterable[EvalRecord], num_tasks: int, end_window: int = 1) -> FloatArray:
-    """``p_j(T)`` for each task: mean of its last ``end_window`` evaluations (NaN if none)."""
-    records = list(records)
-    num_blocks = max((r.block for r in records), default=-1) + 1
-    return _final_scores(_Curves(records, num_blocks, num_tasks, end_window))
+def missing_evaluations(
+    records: Iterable[EvalRecord], schedule: Sequence[int], num_tasks: int
+) -> list[MissingEvaluation]:
+    """The evaluations a run lacks (see the module docstring), in round order."""
+    return _prepare(records, schedule, num_tasks)[0].missing()
 
 
-def average_performance(
-    records: Iterable[EvalRecord], num_tasks: int, end_window: int = 1
-) -> float:
-    """``A = mean_j p_j(T)`` over all tasks, ignoring tasks never evaluated (NaN)."""
-    return nan_mean(final_scores(records, num_tasks, end_window))
+def cw_forgetting(
+    records: Iterable[EvalRecord], schedule: Sequence[int], num_tasks: int
+) -> MetricResult:
+    """Continual World's ``F_i = p_i(end) - p_i(T)`` (5-round means) per task, and its mean.
+
+    Defined for every trained task, the final one included; the mean is over trained tasks.
+    """
+    curves, sched = _prepare(records, schedule, num_tasks)
+    return _cw_forgetting(curves, sched, _cw_final(curves))
 
 
-def forgetting(
+def l2rl_forgetting(
     records: Iterable[EvalRecord], schedule: Sequence[int], num_tasks: int, end_window: int = 1
 ) -> MetricResult:
-    """Continual World forgetting ``F_i = p_i(end of W_i) - p_i(T)`` per task, and its mean.
-
-    Defined for trained tasks other than the final block's task (last window for tasks
-    trained several times); the mean ignores NaN.
-    """
-    return _forgetting(*_prepare(records, schedule, num_tasks, end_window))
+    """l2rl's ``F_i = p_i(end of W_{b_i}) - p_i(T)`` over trained tasks but the final one."""
+    _check_window(end_window)
+    curves, sched = _prepare(records, schedule, num_tasks)
+    return _l2rl_forgetting(curves, sched, _l2rl_final(curves, end_window), end_window)
 
 
-def backward_transfer(
+def gem_transfer(
     records: Iterable[EvalRecord], schedule: Sequence[int], num_tasks: int
-) -> MetricResult:
-    """GEM backward transfer: per task ``R[B, i] - R[b_i + 1, i]``, and its NaN-ignoring mean.
-
-    Defined for trained tasks other than the final block's task; ``b_i`` is the last block
-    that trained task ``i``. Uses the performance matrix (single closing evaluations).
-    """
-    return _backward_transfer(*_prepare(records, schedule, num_tasks, 1))
-
-
-def first_window_auc(
-    records: Iterable[EvalRecord], schedule: Sequence[int], num_tasks: int
-) -> FloatArray:
-    """Each trained task's normalised AUC over its first window (NaN for untrained tasks)."""
-    return _first_window_auc(*_prepare(records, schedule, num_tasks, 1))
-
-
-def reference_auc(reference: Mapping[int, Sequence[EvalRecord]], num_tasks: int) -> FloatArray:
-    """``AUC^ref`` per task of the main scenario from its single-task reference run.
-
-    ``reference[i]`` holds the records of the run that trained task ``i`` alone: one block,
-    ``eval_task == 0``. Tasks without a reference get NaN.
+) -> tuple[MetricResult, MetricResult]:
+    """GEM's code: ``(backward transfer, forward transfer)`` per task and means over ``N``.
 
     Raises:
-        ValueError: a key is not a task index, or a reference run is not single-task.
+        ValueError: the schedule is not ``0, 1, ..., N - 1`` (GEM's code assumes it).
     """
-    values = _nan_vector(num_tasks)
-    for task, records in reference.items():
-        if not 0 <= task < num_tasks:
-            raise ValueError(f"reference given for task {task}, outside 0..{num_tasks - 1}")
-        try:
-            curves = _Curves(records, num_blocks=1, num_tasks=1, end_window=1, schedule=(0,))
-        except ValueError as error:
-            raise ValueError(
-                f"reference run for task {task} is not a single-task run: {error}"
-            ) from error
-        values[task] = curves.window_auc(0, 0)
-    return values
-
-
-def _transfer_from_auc(auc: FloatArray, auc_ref: FloatArray) -> FloatArray:
-    values = _nan_vector(auc.shape[0])
-    for task, (own, ref) in enumerate(zip(auc, auc_ref, strict=True)):
-        if not math.isnan(own) and not math.isnan(ref) and 1.0 - ref > _AUC_REF_ONE_TOL:
-            values[task] = (own - ref) / (1.0 - ref)
-    return values
-
-
-def forward_transfer(
-    records: Iterable[EvalRecord],
-    schedule: Sequence[int],
-    num_tasks: int,
-    reference: Mapping[int, Sequence[EvalRecord]],
-) -> MetricResult:
-    """Continual World forward transfer ``FT_i = (AUC_i - AUC_i^ref) / (1 - AUC_i^ref)``.
-
-    NaN for a task that is untrained, has no reference, or whose ``AUC_i^ref`` is 1; the
-    mean ignores NaN.
-    """
-    auc = first_window_auc(records, schedule, num_tasks)
-    values = _transfer_from_auc(auc, reference_auc(reference, num_tasks))
-    return MetricResult(values, nan_mean(values))
+    curves, sched = _prepare(records, schedule, num_tasks)
+    if not _gem_applies(sched, num_tasks):
+        raise ValueError(GEM_SCHEDULE_REASON.format(schedule=list(sched.blocks)))
+    return _gem_transfer(_matrix(curves))
 
 
 def cora_isolated_forgetting(
     records: Iterable[EvalRecord], schedule: Sequence[int], num_tasks: int, end_window: int = 1
 ) -> MetricResult:
-    """CORA ``F_{i<-j} = p_i(start of W_j) - p_i(end of W_j)``, a tasks x blocks matrix.
-
-    Defined where task ``i`` is not block ``j``'s task and was trained before block ``j``;
-    the mean is over defined entries.
-    """
-    return _cora_isolated_forgetting(*_prepare(records, schedule, num_tasks, end_window))
+    """CORA ``F_{i<-j} = p_i(start of W_j) - p_i(end of W_j)``, a tasks x blocks matrix."""
+    _check_window(end_window)
+    return _cora_isolated_forgetting(*_prepare(records, schedule, num_tasks), end_window)
 
 
 def cora_zero_shot_transfer(
     records: Iterable[EvalRecord], schedule: Sequence[int], num_tasks: int, end_window: int = 1
 ) -> MetricResult:
-    """CORA ``Z_{k<-j} = p_k(end of W_j) - p_k(end of W_{j-1})``, a tasks x blocks matrix.
-
-    Defined where task ``k`` is first trained after block ``j`` (or never); the mean is over
-    defined entries.
-    """
-    return _cora_zero_shot_transfer(*_prepare(records, schedule, num_tasks, end_window))
+    """CORA ``Z_{k<-j} = p_k(end of W_j) - p_k(end of W_{j-1})``, a tasks x blocks matrix."""
+    _check_window(end_window)
+    return _cora_zero_shot_transfer(*_prepare(records, schedule, num_tasks), end_window)
 
 
+# --- one run ----------------------------------------------------------------------------
 def _frozen(array: FloatArray) -> FloatArray:
     array.setflags(write=False)
     return array
@@ -434,60 +577,48 @@ class RunMetrics:
     Attributes:
         schedule: the task trained in each block.
         num_tasks: number of distinct tasks.
-        end_window: evaluations averaged for end-of-window and final scores.
+        end_window: evaluations averaged by l2rl's and CORA's end-of-window scores.
+        headline: each key of :data:`HEADLINE_METRICS` and its value (NaN if undefined).
+        not_applicable: headline keys that cannot be measured in this run, with the reason.
+        missing: the evaluations the run lacks (:func:`missing_evaluations`).
         performance_matrix: ``R``, shape ``(blocks + 1, tasks)``.
-        final_scores: ``p_j(T)`` per task.
-        forgetting_per_task: ``F_i`` per task.
-        auc: ``AUC_i`` over each task's first window.
-        auc_reference: ``AUC_i^ref`` (all NaN without a reference).
-        forward_transfer_per_task: ``FT_i`` per task.
-        backward_transfer_per_task: ``R[B, i] - R[b_i + 1, i]`` per task.
+        per_task: per-task arrays by name: ``cw_final_score``, ``cw_forgetting``,
+            ``cw_auc``, ``cw_auc_reference``, ``cw_forward_transfer``, ``gem_backward_transfer``,
+            ``gem_forward_transfer``, ``l2rl_final_score``, ``l2rl_forgetting``, ``l2rl_auc``,
+            ``l2rl_auc_reference``, ``l2rl_forward_transfer``.
         cora_isolated_forgetting_matrix: ``F_{i<-j}``, shape ``(tasks, blocks)``.
         cora_zero_shot_transfer_matrix: ``Z_{k<-j}``, shape ``(tasks, blocks)``.
-        average_performance, forgetting, forward_transfer, backward_transfer,
-        cora_isolated_forgetting, cora_zero_shot_transfer: the headline scalars (NaN-ignoring
-            means of the arrays above).
     """
 
     schedule: tuple[int, ...]
     num_tasks: int
     end_window: int
+    headline: Mapping[str, float]
+    not_applicable: Mapping[str, str]
+    missing: tuple[MissingEvaluation, ...]
     performance_matrix: FloatArray
-    final_scores: FloatArray
-    forgetting_per_task: FloatArray
-    auc: FloatArray
-    auc_reference: FloatArray
-    forward_transfer_per_task: FloatArray
-    backward_transfer_per_task: FloatArray
+    per_task: Mapping[str, FloatArray]
     cora_isolated_forgetting_matrix: FloatArray
     cora_zero_shot_transfer_matrix: FloatArray
-    average_performance: float
-    forgetting: float
-    forward_transfer: float
-    backward_transfer: float
-    cora_isolated_forgetting: float
-    cora_zero_shot_transfer: float
 
-    def headline(self) -> dict[str, float]:
-        """The scalars named in :data:`HEADLINE_METRICS` (NaN where undefined)."""
-        return {key: float(getattr(self, key)) for key in HEADLINE_METRICS}
+    def __getitem__(self, key: str) -> float:
+        """The headline value ``key`` (NaN if undefined)."""
+        return self.headline[key]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data: headline scalars at top level, arrays as nested lists, NaN -> None."""
-        data: dict[str, Any] = {key: _json_scalar(v) for key, v in self.headline().items()}
+        data: dict[str, Any] = {key: _json_scalar(v) for key, v in self.headline.items()}
         data.update(
+            not_applicable=dict(self.not_applicable),
+            missing_evaluations={
+                "count": len(self.missing),
+                "evaluations": [m._asdict() for m in self.missing],
+            },
             schedule=list(self.schedule),
             num_tasks=self.num_tasks,
             end_window=self.end_window,
             performance_matrix=_json_ready(self.performance_matrix),
-            per_task={
-                "final_score": _json_ready(self.final_scores),
-                "forgetting": _json_ready(self.forgetting_per_task),
-                "auc": _json_ready(self.auc),
-                "auc_reference": _json_ready(self.auc_reference),
-                "forward_transfer": _json_ready(self.forward_transfer_per_task),
-                "backward_transfer": _json_ready(self.backward_transfer_per_task),
-            },
+            per_task={key: _json_ready(values) for key, values in self.per_task.items()},
             cora_isolated_forgetting_matrix=_json_ready(self.cora_isolated_forgetting_matrix),
             cora_zero_shot_transfer_matrix=_json_ready(self.cora_zero_shot_transfer_matrix),
         )
@@ -500,105 +631,89 @@ def summarize_run(
     num_tasks: int,
     reference: Mapping[int, Sequence[EvalRecord]] | None = None,
     end_window: int = 1,
+    untrained_task_heads: bool = False,
 ) -> RunMetrics:
-    """Compute every metric of one run; ``forward_transfer`` is NaN without ``reference``.
+    """Compute every metric of one run.
+
+    Args:
+        records: the run's evaluation records.
+        schedule: the task trained in each block.
+        num_tasks: number of distinct tasks.
+        reference: single-task reference records per task (forward transfer); None: not
+            applicable.
+        end_window: rounds averaged by l2rl's and CORA's end-of-window and final scores.
+        untrained_task_heads: the agent acts on each task through a head of its own that is
+            untrained until the task trains: zero-shot transfer is not applicable.
 
     Raises:
         ValueError: empty or out-of-range schedule, a record outside the tasks or blocks,
-            duplicate closing evaluations, ``end_window < 1``, or a malformed reference run.
+            duplicate evaluations, ``end_window < 1``, or a malformed reference run.
     """
-    curves, sched = _prepare(records, schedule, num_tasks, end_window)
-    auc = _first_window_auc(curves, sched)
-    auc_ref = reference_auc(reference or {}, num_tasks)
-    transfer = _transfer_from_auc(auc, auc_ref)
-    final = _final_scores(curves)
-    forget = _forgetting(curves, sched)
-    bwt = _backward_transfer(curves, sched)
-    isolated = _cora_isolated_forgetting(curves, sched)
-    zero_shot = _cora_zero_shot_transfer(curves, sched)
+    _check_window(end_window)
+    curves, sched = _prepare(records, schedule, num_tasks)
+    matrix = _matrix(curves)
+    not_applicable: dict[str, str] = {}
+
+    cw_final = _cw_final(curves)
+    cw_forget = _cw_forgetting(curves, sched, cw_final)
+    l2rl_final = _l2rl_final(curves, end_window)
+    l2rl_forget = _l2rl_forgetting(curves, sched, l2rl_final, end_window)
+    trapezoid_ref, plain_ref = reference_auc(reference or {}, num_tasks)
+    cw_auc, l2rl_auc = _cw_auc(curves, sched), _first_window_auc(curves, sched)
+    cw_transfer = _transfer_from_auc(cw_auc, plain_ref)
+    l2rl_transfer = _transfer_from_auc(l2rl_auc, trapezoid_ref)
+    if reference is None:
+        not_applicable["cw_forward_transfer"] = NO_REFERENCE_REASON
+        not_applicable["l2rl_forward_transfer"] = NO_REFERENCE_REASON
+    if _gem_applies(sched, num_tasks):
+        gem_bwt, gem_fwt = _gem_transfer(matrix)
+    else:
+        nan = MetricResult(_nan_vector(num_tasks), math.nan)
+        gem_bwt = gem_fwt = nan
+        reason = GEM_SCHEDULE_REASON.format(schedule=list(sched.blocks))
+        not_applicable["gem_backward_transfer"] = not_applicable["gem_forward_transfer"] = reason
+    isolated = _cora_isolated_forgetting(curves, sched, end_window)
+    zero_shot = _cora_zero_shot_transfer(curves, sched, end_window)
+    if untrained_task_heads:
+        not_applicable["cora_zero_shot_transfer"] = UNTRAINED_HEADS_REASON
+        not_applicable.setdefault("gem_forward_transfer", UNTRAINED_HEADS_REASON)
+    headline = {
+        "cw_average_performance": nan_mean(cw_final),
+        "cw_forgetting": cw_forget.mean,
+        "cw_forward_transfer": nan_mean(cw_transfer),
+        "gem_backward_transfer": gem_bwt.mean,
+        "gem_forward_transfer": gem_fwt.mean,
+        "cora_isolated_forgetting": isolated.mean,
+        "cora_zero_shot_transfer": zero_shot.mean,
+        "l2rl_average_performance": nan_mean(l2rl_final),
+        "l2rl_forgetting": l2rl_forget.mean,
+        "l2rl_forward_transfer": nan_mean(l2rl_transfer),
+    }
+    for key in not_applicable:
+        headline[key] = math.nan
+    per_task = {
+        "cw_final_score": cw_final,
+        "cw_forgetting": cw_forget.values,
+        "cw_auc": cw_auc,
+        "cw_auc_reference": plain_ref,
+        "cw_forward_transfer": cw_transfer,
+        "gem_backward_transfer": gem_bwt.values,
+        "gem_forward_transfer": gem_fwt.values,
+        "l2rl_final_score": l2rl_final,
+        "l2rl_forgetting": l2rl_forget.values,
+        "l2rl_auc": l2rl_auc,
+        "l2rl_auc_reference": trapezoid_ref,
+        "l2rl_forward_transfer": l2rl_transfer,
+    }
     return RunMetrics(
         schedule=sched.blocks,
         num_tasks=num_tasks,
         end_window=end_window,
-        performance_matrix=_frozen(_matrix(curves)),
-        final_scores=_frozen(final),
-        forgetting_per_task=_frozen(forget.values),
-        auc=_frozen(auc),
-        auc_reference=_frozen(auc_ref),
-        forward_transfer_per_task=_frozen(transfer),
-        backward_transfer_per_task=_frozen(bwt.values),
+        headline=headline,
+        not_applicable=not_applicable,
+        missing=tuple(curves.missing()),
+        performance_matrix=_frozen(matrix),
+        per_task={key: _frozen(values) for key, values in per_task.items()},
         cora_isolated_forgetting_matrix=_frozen(isolated.values),
         cora_zero_shot_transfer_matrix=_frozen(zero_shot.values),
-        average_performance=nan_mean(final),
-        forgetting=forget.mean,
-        forward_transfer=nan_mean(transfer),
-        backward_transfer=bwt.mean,
-        cora_isolated_forgetting=isolated.mean,
-        cora_zero_shot_transfer=zero_shot.mean,
     )
-
-
-def bootstrap_ci(
-    values: Iterable[float | None],
-    confidence: float = 0.9,
-    resamples: int = 4000,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap interval of the mean: ``(mean, low, high)``.
-
-    NaN and None are dropped first. No defined value gives ``(nan, nan, nan)``; a single
-    value ``v`` gives ``(v, v, v)``. Deterministic for a given ``seed``.
-
-    Raises:
-        ValueError: ``confidence`` not in (0, 1) or ``resamples < 1``.
-    """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if resamples < 1:
-        raise ValueError(f"resamples must be >= 1, got {resamples}")
-    array = np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
-    array = array[~np.isnan(array)]
-    if array.size == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(array.mean())
-    if array.size == 1:
-        return mean, mean, mean
-    rng = np.random.default_rng(seed)
-    means = array[rng.integers(0, array.size, size=(resamples, array.size))].mean(axis=1)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail])
-    return mean, float(low), float(high)
-
-
-def aggregate_seeds(
-    per_seed: Sequence[Mapping[str, float | None]],
-    keys: Iterable[str] = HEADLINE_METRICS,
-    confidence: float = 0.9,
-    resamples: int = 4000,
-    seed: int = 0,
-) -> dict[str, dict[str, float | int | None]]:
-    """Mean and bootstrap interval of each key across seeds (e.g. ``RunMetrics.to_dict()``s).
-
-    Returns ``{key: {"mean", "ci_low", "ci_high", "n"}}`` where ``n`` counts the seeds with a
-    defined (non-None, non-NaN) value; undefined statistics are None so the result is
-    JSON-ready.
-
-    Raises:
-        ValueError: a seed's mapping lacks one of ``keys``.
-    """
-    result: dict[str, dict[str, float | int | None]] = {}
-    for key in keys:
-        column: list[float | None] = []
-        for index, metrics in enumerate(per_seed):
-            if key not in metrics:
-                raise ValueError(f"seed #{index} has no metric {key!r}")
-            column.append(metrics[key])
-        mean, low, high = bootstrap_ci(column, confidence, resamples, seed)
-        defined = sum(v is not None and not math.isnan(v) for v in column)
-        result[key] = {
-            "mean": _json_scalar(mean),
-            "ci_low": _json_scalar(low),
-            "ci_high": _json_scalar(high),
-            "n": defined,
-        }
-    return result

@@ -10,8 +10,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from l2rl.aggregate import CW_INTERVAL, IQM_INTERVAL, aggregate_seeds
 from l2rl.experiment import metrics_of_run
-from l2rl.metrics import HEADLINE_METRICS, RunMetrics, aggregate_seeds
+from l2rl.metrics import HEADLINE_METRICS, RunMetrics
 
 
 def _fmt(value: float | int | None) -> str:
@@ -21,29 +22,42 @@ def _fmt(value: float | int | None) -> str:
 
 
 def run_table(metrics: RunMetrics, title: str) -> Table:
-    """Headline metrics of one run."""
-    table = Table(title=title)
+    """Headline metrics of one run; a metric that does not apply says why."""
+    table = Table(title=title, caption=_missing_caption(metrics))
     table.add_column("metric")
     table.add_column("value", justify="right")
-    data = metrics.to_dict()
+    table.add_column("note")
     for key in HEADLINE_METRICS:
-        table.add_row(key, _fmt(data.get(key)))
+        note = metrics.not_applicable.get(key, "")
+        table.add_row(key, _fmt(metrics[key]), f"n/a: {note}" if note else "")
     return table
 
 
+def _missing_caption(metrics: RunMetrics) -> str:
+    if not metrics.missing:
+        return ""
+    tasks = sorted({m.task for m in metrics.missing})
+    return f"{len(metrics.missing)} missing evaluation(s), of task(s) {tasks}: see metrics.json"
+
+
+_TASK_COLUMNS = {
+    "final": "cw_final_score",
+    "forgetting": "cw_forgetting",
+    "fwd transfer": "cw_forward_transfer",
+    "AUC": "cw_auc",
+    "AUC ref": "cw_auc_reference",
+}
+
+
 def task_table(metrics: RunMetrics, task_names: Sequence[str]) -> Table:
-    """Per task: final score, forgetting, forward transfer and its two AUCs."""
-    table = Table(title="per task")
-    for column in ("task", "final", "forgetting", "fwd transfer", "AUC", "AUC ref"):
-        table.add_column(column, justify="left" if column == "task" else "right")
+    """Per task, in Continual World's convention: final score, forgetting, forward transfer
+    and its two AUCs (plain means over the task's training windows)."""
+    table = Table(title="per task (Continual World's convention)")
+    table.add_column("task")
+    for column in _TASK_COLUMNS:
+        table.add_column(column, justify="right")
     for j, name in enumerate(task_names):
-        values = (
-            metrics.final_scores[j],
-            metrics.forgetting_per_task[j],
-            metrics.forward_transfer_per_task[j],
-            metrics.auc[j],
-            metrics.auc_reference[j],
-        )
+        values = (metrics.per_task[key][j] for key in _TASK_COLUMNS.values())
         table.add_row(name, *(_fmt(float(v)) for v in values))
     return table
 
@@ -61,16 +75,24 @@ def matrix_table(metrics: RunMetrics, task_names: Sequence[str]) -> Table:
 
 
 def seeds_table(summary: Mapping[str, Mapping[str, float | int | None]], title: str) -> Table:
-    """Mean and 90% bootstrap interval of each headline metric over seeds."""
-    table = Table(title=title)
+    """Each headline metric over seeds: mean and interval, IQM and interval, seed count."""
+    caption = f"mean: {CW_INTERVAL}; IQM: {IQM_INTERVAL}"
+    table = Table(title=title, caption=caption)
     table.add_column("metric")
-    table.add_column("mean", justify="right")
-    table.add_column("90% CI", justify="right")
-    table.add_column("seeds", justify="right")
+    for column in ("mean", "90% CI", "IQM", "90% CI", "seeds"):
+        table.add_column(column, justify="right")
     for key in HEADLINE_METRICS:
         entry = summary.get(key, {})
         interval = f"[{_fmt(entry.get('ci_low'))}, {_fmt(entry.get('ci_high'))}]"
-        table.add_row(key, _fmt(entry.get("mean")), interval, _fmt(entry.get("n")))
+        iqm_interval = f"[{_fmt(entry.get('iqm_low'))}, {_fmt(entry.get('iqm_high'))}]"
+        table.add_row(
+            key,
+            _fmt(entry.get("mean")),
+            interval,
+            _fmt(entry.get("iqm")),
+            iqm_interval,
+            _fmt(entry.get("n")),
+        )
     return table
 
 

@@ -330,6 +330,7 @@ class Runner:
                     score=score,
                     episodes=self.evaluation.episodes,
                     block_end=block_end,
+                    episode_returns=tuple(float(r) for r in outcome.returns),
                 )
             )
         self.records.extend(records)

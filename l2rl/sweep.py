@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from l2rl.aggregate import aggregate_seeds
 from l2rl.builder import build_scenario, check_config
 from l2rl.config import RunConfig, dump_config
 from l2rl.experiment import (
@@ -35,7 +36,8 @@ from l2rl.experiment import (
     reference_path,
 )
 from l2rl.logging.files import atomic_write_json, atomic_write_text
-from l2rl.metrics import HEADLINE_METRICS, aggregate_seeds
+from l2rl.manifest import environment_manifest
+from l2rl.metrics import HEADLINE_METRICS
 
 Job = tuple[str, Callable[..., Any], tuple[Any, ...]]
 """A labelled function call run in a worker."""
@@ -59,7 +61,7 @@ def _reference_job(config: RunConfig, task_index: int, seed: int) -> None:
 
 def _seed_job(config: RunConfig, seed: int, run_dir: Path) -> dict[str, float]:
     torch.set_num_threads(1)
-    return finish_seed(config, seed, run_dir).headline()
+    return dict(finish_seed(config, seed, run_dir).headline)
 
 
 def run_sweep(
@@ -125,6 +127,7 @@ def run_sweep(
         for directory, config in configs.items():
             directory.mkdir(parents=True, exist_ok=True)
             atomic_write_text(directory / "config.yaml", dump_config(config))
+            atomic_write_json(directory / "environment.json", environment_manifest())
         seed_jobs: list[Job] = [
             (f"{directory} seed {seed}", _seed_job, (config, seed, directory / f"seed_{seed}"))
             for directory, config, seed in runs

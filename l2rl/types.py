@@ -230,6 +230,8 @@ class EvalRecord:
         episodes: number of evaluation episodes.
         block_end: whether this evaluation closes a training window (the rows of the
             performance matrix), or is the evaluation before any training.
+        episode_returns: the undiscounted return of each evaluation episode, in order, so
+            that the uncertainty of a single evaluation can be read from the records.
     """
 
     global_step: int
@@ -241,6 +243,14 @@ class EvalRecord:
     score: float
     episodes: int
     block_end: bool
+    episode_returns: tuple[float, ...] = ()
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> EvalRecord:
+        """The record stored as ``row`` (a JSON object of :func:`dataclasses.asdict` form)."""
+        fields = dict(row)
+        fields["episode_returns"] = tuple(float(r) for r in fields.get("episode_returns", ()))
+        return cls(**fields)
 
 
 @dataclass(frozen=True)

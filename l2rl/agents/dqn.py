@@ -143,6 +143,11 @@ class DQNAgent(Agent):
             c.epsilon_start, c.epsilon_end, c.epsilon_decay_steps, self.schedule_steps
         )
 
+    @property
+    def untrained_task_heads(self) -> bool:
+        """With ``multi_head``, each task's Q-head stays untrained until its task trains."""
+        return self.config.multi_head
+
     def act(self, obs: np.ndarray, task_id: int | None, explore: bool) -> int:
         """Epsilon-greedy when ``explore``, else greedy (ties go to the lowest action)."""
         if explore and self.rng.random() < self.epsilon:

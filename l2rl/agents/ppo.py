@@ -412,6 +412,11 @@ class PPOAgent(Agent):
             raise ValueError("multi-head PPO needs the task id to act")
         return torch.full((rows,), -1 if task_id is None else task_id, dtype=torch.int64)
 
+    @property
+    def untrained_task_heads(self) -> bool:
+        """With ``multi_head``, each task's policy head stays untrained until its task trains."""
+        return self.config.multi_head
+
     def act(self, obs: np.ndarray, task_id: int | None, explore: bool) -> Any:
         """Sample an action when ``explore`` (and cache its log-prob), else the mode."""
         return self._act(obs[None], task_id, explore)[0]

@@ -88,4 +88,4 @@ def record_to_row(record: EvalRecord) -> dict[str, Any]:
 
 def read_records(path: Path) -> list[EvalRecord]:
     """The evaluation records stored in a JSONL file."""
-    return [EvalRecord(**row) for row in read_jsonl(path)]
+    return [EvalRecord.from_row(row) for row in read_jsonl(path)]

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 from l2rl.cli import main
+from l2rl.logging.files import read_records
+from l2rl.metrics import HEADLINE_METRICS
 
 TINY = {
     "name": "tiny",
@@ -53,15 +57,24 @@ def test_run_writes_every_output_and_metrics_reads_them_back(
 ) -> None:
     assert main(["run", str(tiny_config), "scenario.steps_per_task=200"]) == 0
     out = capsys.readouterr().out
-    assert "forgetting" in out and "90% CI" in out
+    assert "cw_forgetting" in out and "90% CI" in out and "IQM" in out
     (experiment,) = (tmp_path / "runs").glob("tiny-*")
     summary = json.loads((experiment / "summary.json").read_text())
-    assert summary["average_performance"]["n"] == 2
+    assert summary["cw_average_performance"]["n"] == 2
+    assert (experiment / "environment.json").is_file()
     for seed in (0, 1):
         run = experiment / f"seed_{seed}"
         metrics = json.loads((run / "metrics.json").read_text())
-        for key in ("average_performance", "forgetting", "forward_transfer", "backward_transfer"):
+        for key in HEADLINE_METRICS:
             assert key in metrics
+        assert metrics["missing_evaluations"] == {"count": 0, "evaluations": []}
+        environment = json.loads((run / "environment.json").read_text())
+        assert environment["torch"]["version"] == torch.__version__
+        assert environment["git"]["commit"]  # the tests run from a git checkout
+        assert {"cpu", "numpy", "packages", "python"} <= set(environment)
+        (record, *_) = read_records(run / "evals.jsonl")
+        assert len(record.episode_returns) == record.episodes
+        assert np.mean(record.episode_returns) == pytest.approx(record.mean_return)
         assert yaml.safe_load((run / "config.yaml").read_text())["seeds"] == [seed]
         rows = (run / "evals.jsonl").read_text().splitlines()
         # 2 tasks x (1 before training + 2 windows x (200 steps / every 100)) evaluations
@@ -73,7 +86,7 @@ def test_run_writes_every_output_and_metrics_reads_them_back(
     assert len(list((tmp_path / "runs" / "_reference").iterdir())) == 2 * 2
 
     assert main(["metrics", str(experiment)]) == 0
-    assert "average_performance" in capsys.readouterr().out
+    assert "cw_average_performance" in capsys.readouterr().out
 
 
 def test_bad_config_exits_2_with_a_message(
@@ -103,5 +116,5 @@ def test_run_with_worker_processes(tiny_config: Path, tmp_path: Path) -> None:
     assert main(args) == 0
     (experiment,) = (tmp_path / "runs").glob("tiny-*")
     summary = json.loads((experiment / "summary.json").read_text())
-    assert summary["forgetting"]["n"] == 2
+    assert summary["cw_forgetting"]["n"] == 2
     assert main(["run", str(tiny_config), "--workers", "0"]) == 2

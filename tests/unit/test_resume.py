@@ -25,7 +25,7 @@ def tiny(tmp_path: Path) -> RunConfig:
         "scenario": {
             "name": "cartpole-variants",
             "options": {
-                "variants": ["base", "swap-actions", "negate-obs"],
+                "variants": ["base", "swap-actions", "permute-obs"],
                 "max_episode_steps": 40,
             },
             "steps_per_task": 300,

@@ -46,8 +46,8 @@ def test_sweep_shares_references_runs_every_seed_and_resumes(tmp_path: Path) -> 
     for directory in experiments:
         summary = json.loads((directory / "summary.json").read_text())
         assert summary == summaries[directory]
-        assert summary["forgetting"]["n"] == 2
-        assert summary["forward_transfer"]["n"] == 2
+        assert summary["cw_forgetting"]["n"] == 2
+        assert summary["cw_forward_transfer"]["n"] == 2
 
     # a crash mid-seed leaves a directory without metrics.json: only that seed runs again
     (tmp_path / "runs" / "b" / "seed_1" / "metrics.json").unlink()
@@ -61,5 +61,5 @@ def test_sweep_in_worker_processes(tmp_path: Path) -> None:
     directory = tmp_path / "runs" / "a"
     config = tiny(tmp_path, metrics={"reference_runs": False})
     summaries = run_sweep({directory: config}, workers=2)
-    assert summaries[directory]["average_performance"]["n"] == 2
+    assert summaries[directory]["cw_average_performance"]["n"] == 2
     assert (directory / "seed_0" / "evals.jsonl").is_file()
