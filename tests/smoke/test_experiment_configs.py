@@ -33,8 +33,8 @@ def test_every_baseline_builds(tmp_path: Path) -> None:
     module = baselines_module()
     methods = list(module.load_yaml((EXPERIMENTS / "baselines" / "methods.yaml").read_text()))
     assert "fine-tuning" in methods and len(methods) == 9
-    grid = module.experiment_configs(list(module.SCENARIOS), methods, [0], tmp_path)
-    assert len(grid) == 2 * 9
+    grid = module.experiment_configs(list(module.AVAILABLE), methods, [0], tmp_path)
+    assert len(grid) == len(module.AVAILABLE) * 9
     for directory, config in grid.values():
         assert directory.parent.parent == tmp_path
         check_config(config)
