@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -37,7 +38,7 @@ CW_RESAMPLES = 4000
 RLIABLE_RESAMPLES = 2000
 """Stratified bootstrap resamples of the ``rliable`` intervals."""
 CW_INTERVAL = "90% percentile bootstrap over seeds (Continual World: 4000 resamples, seed 0)"
-IQM_INTERVAL = "90% stratified bootstrap (rliable, 2000 resamples, seed 0)"
+IQM_INTERVAL = "90% stratified bootstrap (rliable, 2000 resamples, global NumPy seed 0)"
 IQM_KEYS: tuple[str, ...] = ("cw_average_performance", "cw_forgetting")
 """Headline keys :func:`aggregate_seeds` gives an IQM by default: rliable's bootstrap costs
 about a second per key, so the summary of every run does not pay it for all ten."""
@@ -128,10 +129,26 @@ def cw_forward_transfer_interval(
     return Interval(estimate, *_cw_quantiles(_normalized_ft(x_resampled, y_resampled)), len(x))
 
 
+@contextmanager
+def _global_numpy_seed(seed: int) -> Iterator[None]:
+    """Seed NumPy's global generator for the block, then restore its previous state.
+
+    rliable 1.2's ``StratifiedBootstrap`` and performance-profile bootstrap draw their
+    resamples with ``np.random.choice`` (the global generator) whatever ``random_state``
+    says, so without this their intervals depend on whatever drew from it before.
+    """
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
+
+
 def _rliable_estimates(score_dict: Mapping[str, Any], statistic: Callable[..., Any]) -> Any:
     from rliable import library  # imported here: it pulls scipy, arch and pandas
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _global_numpy_seed(0):
         # arch deprecates `random_state`, which rliable 1.2 passes; the stream is the same.
         warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)
         return library.get_interval_estimates(
@@ -186,9 +203,10 @@ def performance_profiles(
     """
     from rliable import library
 
-    profiles, _ = library.create_performance_profile(
-        dict(score_dict), thresholds, reps=RLIABLE_RESAMPLES
-    )
+    with _global_numpy_seed(0):
+        profiles, _ = library.create_performance_profile(
+            dict(score_dict), thresholds, reps=RLIABLE_RESAMPLES
+        )
     return {name: np.asarray(values, dtype=np.float64) for name, values in profiles.items()}
 
 

@@ -122,3 +122,21 @@ def test_aggregate_seeds_summarises_every_headline_key() -> None:
 def test_aggregate_seeds_missing_key_is_an_error() -> None:
     with pytest.raises(ValueError, match="seed #1 has no metric 'cw_forgetting'"):
         aggregate_seeds([{"cw_forgetting": 1.0}, {}], ["cw_forgetting"])
+
+
+def test_rliable_intervals_do_not_depend_on_numpys_global_generator() -> None:
+    # rliable 1.2 resamples with np.random.choice whatever random_state says.
+    values = [0.1, 0.5, 0.3, 0.9, 0.7, 0.2, 0.4, 0.8, 0.6, 0.55]
+    x, y = (
+        np.array([[0.2, 0.4], [0.6, 0.1], [0.5, 0.5]]),
+        np.array([[0.3, 0.2], [0.1, 0.6], [0.4, 0.4]]),
+    )
+    np.random.seed(1)
+    first = iqm_interval(values), probability_of_improvement(x, y)
+    np.random.seed(2)
+    np.random.rand(17)
+    state = np.random.get_state()
+    assert (iqm_interval(values), probability_of_improvement(x, y)) == first
+    # ... and they leave the caller's stream where it was.
+    np.testing.assert_array_equal(np.random.get_state()[1], state[1])
+    assert np.random.get_state()[2] == state[2]
