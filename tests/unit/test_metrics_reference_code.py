@@ -12,11 +12,16 @@ package):
 * GEM, ``metrics/metrics.py``: ``result_t`` / ``result_a`` tensors as ``main.py`` logs them
   (a row before training, rows while each task trains, the row closing each task last),
   then ``task_changes`` and ``confusion_matrix``.
+
+The Continual World computation also runs on the committed baseline records of every cell and
+must give the committed table's figures (``experiments/baselines/results/results.json``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,6 +29,7 @@ import pytest
 import torch
 
 from l2rl.aggregate import aggregate_seeds
+from l2rl.logging.files import read_jsonl
 from l2rl.metrics import RunMetrics, summarize_run
 from l2rl.types import EvalRecord
 
@@ -283,3 +289,50 @@ def test_gem_transfer_matches_confusion_matrix(
         bwt, fwt = gem_confusion_matrix(*gem_logs(records, NUM_TASKS))
         assert m["gem_backward_transfer"] == pytest.approx(bwt, abs=1e-12)
         assert m["gem_forward_transfer"] == pytest.approx(fwt, abs=1e-12)
+
+
+# --- the committed baseline table --------------------------------------------------------
+BASELINES = Path(__file__).resolve().parents[2] / "experiments" / "baselines" / "results"
+
+
+def committed_cell(cell: Path) -> tuple[list[list[EvalRecord]], list[dict[int, list[EvalRecord]]]]:
+    """Per seed of a committed table cell: its records and its reference runs by task."""
+    runs, references = [], []
+    for seed_dir in sorted(cell.glob("seed_*"), key=lambda p: int(p.name.split("_")[1])):
+        runs.append([EvalRecord.from_row(r) for r in read_jsonl(seed_dir / "evals.jsonl")])
+        by_task: dict[int, list[EvalRecord]] = {}
+        for row in read_jsonl(seed_dir / "reference_evals.jsonl"):
+            task = row.pop("reference_for")
+            by_task.setdefault(task, []).append(EvalRecord.from_row(row))
+        references.append(by_task)
+    return runs, references
+
+
+@pytest.mark.parametrize(
+    "cell",
+    sorted((BASELINES / "records" / "cartpole-variants").iterdir()),
+    ids=lambda p: p.name,
+)
+def test_committed_baseline_table_matches_tables_py(cell: Path) -> None:
+    runs, references = committed_cell(cell)
+    names = [r.eval_task_name for r in runs[0][:NUM_TASKS]]
+    data = cw_frame(runs, SCHEDULE, names)
+    index = ["cl_method", "experiment_id"]
+    columns = [success_column(t, names[t]) for t in range(NUM_TASKS)]
+    baseline = []
+    for seed, per_task in enumerate(references):
+        for task, records in per_task.items():
+            frame = cw_frame([records], [0], [names[task]])
+            frame["experiment_id"], frame["task"] = f"ref{task}_{seed}", names[task]
+            baseline.append(frame)
+    expected = {
+        "cw_average_performance": cw_mean_and_ci(cw_data_at_the_end(data, index), columns),
+        "cw_forgetting": cw_mean_and_ci(cw_individual_forgetting(data, index), columns),
+        "cw_forward_transfer": cw_forward_transfer(data, pd.concat(baseline), names),
+    }
+    table = json.loads((BASELINES / "results.json").read_text())[f"cartpole-variants/{cell.name}"]
+    for key, (mean, low, high) in expected.items():
+        got = table[key]
+        assert (got["mean"], got["ci_low"], got["ci_high"]) == pytest.approx(
+            (mean, low, high), abs=1e-12
+        ), key
