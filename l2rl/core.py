@@ -12,26 +12,35 @@ The runner (:mod:`l2rl.runner`) is the only training loop. Written out, it is::
             action = agent.act(obs, task_id, explore=True)    # act_batch when num_envs > 1
             step = Step(obs, action, reward, next_obs, ...)  # from env.step
             agent.observe(step); hooks.fire(on_step, ctx, step)
-            for batch in agent.batches(global_step):          # empty when no update is due
-                hooks.fire(before_update, ctx)
-                losses = agent.losses(batch) | c.losses(ctx, batch) for each component c
-                optimizer.zero_grad(); sum(losses).backward()
-                hooks.fire(after_backward, ctx)               # gradient projection, masks
-                clip gradients to agent.max_grad_norm; optimizer.step()
-                hooks.fire(after_update, ctx, UpdateStats(...))   # e.g. restore frozen weights
-                agent.after_optimizer_step()                  # target networks
+            for learner in (agent, *learners of the components):
+                for batch in learner.batches(global_step):    # empty when no update is due
+                    # update hooks and c.losses go to the components aimed at this learner
+                    hooks.fire(before_update, ctx)            # ctx.learner = learner's name
+                    losses = learner.losses(batch) | c.losses(ctx, batch) for those c
+                    abort if a loss is not finite (NonFiniteError: learner, key, step)
+                    optimizer.zero_grad(); sum(losses).backward()
+                    hooks.fire(after_backward, ctx)           # gradient projection, masks
+                    abort if a gradient is not finite; clip to learner.max_grad_norm
+                    learner.optimizer.step()
+                    hooks.fire(after_update, ctx, UpdateStats(...))   # e.g. frozen weights
+                    learner.after_optimizer_step()            # target networks
             if eval due: for each task j:
                 hooks.fire(on_eval_task_start, ctx, task_j)     # task-aware only
-                evaluate task j; hooks.fire(on_eval_task_end, ctx, task_j)
-                -> hooks.fire(on_eval, ctx, records)
+                evaluate task j; hooks.fire(on_eval_task_end, ctx, task_j)   # reversed
+                -> hooks.fire(on_eval, ctx, records)   # task-agnostic: task index hidden
         evaluate every task (block end)               # rows R[k, j]
         if task_aware:
             hooks.fire(on_task_end, ctx, task); hooks.fire(on_consolidate, ctx, task)
-    hooks.fire(on_run_end, ctx)
+    hooks.fire(on_run_end, ctx)                       # end hooks run in reverse order
 
 Agents never import components: what an agent needs from one (a batch source, later a world
 model or generated weights) arrives through :class:`AgentServices` from the builder.
 Components reach the agent through ``ctx.agent``.
+
+Every :class:`Learner` is trained by that one update path: the agent, and any learner a
+component offers through :meth:`Component.learners` (a world model, a hypernetwork). Each
+steps its own optimizer on its own losses; a component's ``losses`` and update hooks belong
+to the learner named by its ``learner`` attribute (default the agent).
 """
 
 from __future__ import annotations
@@ -116,7 +125,9 @@ class RunContext:
         global_step: env steps taken so far (updated by the runner).
         task: the current task in task-aware runs; ``None`` in task-agnostic runs and
             outside training windows.
-        update_index: optimiser steps taken so far.
+        update_index: the agent's optimiser steps so far.
+        learner_updates: optimiser steps so far per learner name (the agent's included).
+        learner: the name of the learner being updated, during update hooks; else ``None``.
     """
 
     def __init__(
@@ -135,9 +146,80 @@ class RunContext:
         self.global_step = 0
         self.task: TaskInfo | None = None
         self.update_index = 0
+        self.learner_updates: dict[str, int] = {}
+        self.learner: str | None = None
 
 
-class Agent(abc.ABC):
+AGENT_LEARNER = "agent"
+"""The learner name of the agent: the default target of components' losses and hooks."""
+
+
+class Learner(abc.ABC):
+    """Owns parameters and an optimizer; the runner's one update path trains it.
+
+    Each update the runner asks :meth:`batches` for the minibatches due, takes
+    :meth:`losses` on each (plus the loss terms of components aimed at this learner), checks
+    them and their gradients for NaN/inf, backpropagates the sum, clips to
+    ``max_grad_norm`` and steps :attr:`optimizer`, then calls :meth:`after_optimizer_step`.
+    Every parameter of :meth:`networks` that can receive a gradient must belong to
+    :attr:`optimizer` (:func:`l2rl.testing.check_agent` and ``check_component`` check it).
+
+    >>> import torch
+    >>> from torch import nn
+    >>> class Mean(Learner):
+    ...     learner_name = "mean"
+    ...     def __init__(self) -> None:
+    ...         self.net = nn.Linear(1, 1)
+    ...         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=0.1)
+    ...     def batches(self, global_step: int):
+    ...         return iter([torch.ones(4, 1)] if global_step % 10 == 0 else [])
+    ...     def losses(self, batch):
+    ...         return {"loss_mse": (self.net(batch) - 2.0).pow(2).mean()}
+    ...     def networks(self) -> nn.Module:
+    ...         return self.net
+    >>> len(list(Mean().batches(20)))
+    1
+
+    Attributes:
+        learner_name: unique among a run's learners; names its loss scalars
+            (``train/<learner_name>/loss_*``; the agent's are ``train/loss_*``), its update
+            count and the components aimed at it.
+        optimizer: steps this learner's parameters only (parameter groups for several
+            learning rates). Losses must be written so that summing them is correct.
+        max_grad_norm: clip this learner's global gradient norm before each step, or None.
+    """
+
+    learner_name: str = AGENT_LEARNER
+    optimizer: torch.optim.Optimizer
+    max_grad_norm: float | None = None
+
+    @abc.abstractmethod
+    def batches(self, global_step: int) -> Iterator[Any]:
+        """The minibatches of the update due at ``global_step``; empty when none is due."""
+
+    @abc.abstractmethod
+    def losses(self, batch: Any) -> Losses:
+        """This learner's ``loss_*`` terms on one minibatch."""
+
+    def after_optimizer_step(self) -> None:  # noqa: B027 - optional
+        """Called after every optimiser step and its ``after_update`` hooks (e.g. to
+        update target networks from the parameters as components left them)."""
+
+    @abc.abstractmethod
+    def networks(self) -> nn.Module:
+        """The module holding every parameter this learner trains."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: networks and optimiser."""
+        return {"networks": self.networks().state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.networks().load_state_dict(state["networks"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class Agent(Learner):
     """A base learner: it acts, defines its own losses, and owns networks and optimiser.
 
     Subclasses set ``Config`` to a :class:`~l2rl.config.PluginConfig` subclass; the builder
@@ -152,8 +234,6 @@ class Agent(abc.ABC):
     """
 
     Config: ClassVar[type[PluginConfig]]
-    optimizer: torch.optim.Optimizer
-    max_grad_norm: float | None = None
 
     def __init__(
         self, config: PluginConfig, env_spec: EnvSpec, services: AgentServices, seed: int
@@ -181,22 +261,10 @@ class Agent(abc.ABC):
         """
         return [self.act(o, task_id, explore) for o in obs]
 
-    def observe(self, step: Step) -> None:  # noqa: B027 - optional, most agents ignore it
+    def observe(self, step: Step) -> None:
         """See one transition (on-policy agents collect rollouts here)."""
 
-    @abc.abstractmethod
-    def batches(self, global_step: int) -> Iterator[Any]:
-        """The minibatches of the update due at ``global_step``; empty when none is due."""
-
-    @abc.abstractmethod
-    def losses(self, batch: Any) -> Losses:
-        """The agent's ``loss_*`` terms on one minibatch."""
-
-    def after_optimizer_step(self) -> None:  # noqa: B027 - optional
-        """Called after every optimiser step and its ``after_update`` hooks (e.g. to
-        update target networks from the parameters as components left them)."""
-
-    def on_task_start(self, task: TaskInfo) -> None:  # noqa: B027 - optional
+    def on_task_start(self, task: TaskInfo) -> None:
         """A new training window begins (task-aware runs only)."""
 
     @property
@@ -211,15 +279,6 @@ class Agent(abc.ABC):
     def networks(self) -> nn.Module:
         """The module whose parameters define the policy (what regularizers protect)."""
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: networks and optimiser."""
-        return {"networks": self.networks().state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        self.networks().load_state_dict(state["networks"])
-        self.optimizer.load_state_dict(state["optimizer"])
-
 
 class Component:
     """A plug-in around the agent: replay, regularizer, detector, world model, ...
@@ -233,11 +292,15 @@ class Component:
     Attributes:
         role: one of :data:`l2rl.hooks.ROLE_ORDER` or a custom role name.
         name: set by the builder to the registered name (or the config's ``label``).
+        learner: the ``learner_name`` whose updates this component's :meth:`losses` and
+            update hooks (``before_update``, ``after_backward``, ``after_update``) belong to;
+            the runner calls them only for that learner's updates. Default: the agent.
     """
 
     role: ClassVar[str] = "custom"
     Config: ClassVar[type[PluginConfig]] = PluginConfig
     name: str = ""
+    learner: str = AGENT_LEARNER
 
     def __init__(self, config: PluginConfig, env_spec: EnvSpec) -> None:
         self.config = config
@@ -280,9 +343,16 @@ class Component:
     def on_run_end(self, ctx: RunContext) -> None:
         """The run finished."""
 
-    # --- loss terms and state ---------------------------------------------------------
+    # --- learners, loss terms and state ----------------------------------------------
+    def learners(self) -> Sequence[Learner]:
+        """Learners this component owns, trained by the runner after the agent (a world
+        model, a hypernetwork). Their state belongs in this component's :meth:`state_dict`,
+        optimizer included. Default: none."""
+        return ()
+
     def losses(self, ctx: RunContext, batch: Any) -> Losses:
-        """Extra ``loss_*`` terms added to the agent's on every update."""
+        """Extra ``loss_*`` terms added to those of the learner :attr:`learner` names, on
+        every update of that learner; ``batch`` is that learner's minibatch."""
         return {}
 
     def state_dict(self) -> dict[str, Any]:

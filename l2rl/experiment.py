@@ -14,6 +14,7 @@ Layout::
             evals.jsonl             every evaluation record, flushed as it happens
             reference_evals.jsonl   single-task reference records (forward transfer)
             metrics.json            this seed's metrics
+            failed.json             only if the run stopped on a NaN/inf (learner, loss, step)
             checkpoint.pt           agent and component state at the last window's end
             tb/                     TensorBoard events
 
@@ -50,7 +51,7 @@ from l2rl.logging.recorder import DiskRecorder, Recorder
 from l2rl.manifest import environment_manifest
 from l2rl.metrics import HEADLINE_METRICS, RunMetrics, summarize_run
 from l2rl.progress import ProgressDisplay
-from l2rl.runner import Runner
+from l2rl.runner import NonFiniteError, Runner
 from l2rl.scenario import Scenario
 from l2rl.types import EvalRecord
 
@@ -96,6 +97,10 @@ def _reference_key(config: RunConfig, scenario: Scenario, task_index: int, seed:
         "num_envs": config.num_envs,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+FAILED_FILE = "failed.json"
+"""Written in a seed's directory when its run stopped on a non-finite loss or gradient."""
 
 
 def reference_path(config: RunConfig, scenario: Scenario, task_index: int, seed: int) -> Path:
@@ -189,8 +194,9 @@ def _train_and_measure(
             "".join(json.dumps(record_to_row(r)) + "\n" for r in previous),
         )
     recorder: Recorder = DiskRecorder(run_dir)
+    (run_dir / FAILED_FILE).unlink(missing_ok=True)
     with ProgressDisplay(scenario.total_steps, f"seed {seed}", config.progress) as bar:
-        Runner(
+        runner = Runner(
             scenario,
             built.agent,
             built.components,
@@ -200,7 +206,20 @@ def _train_and_measure(
             progress=bar,
             checkpoint_path=run_dir / "checkpoint.pt",
             env_spec=built.env_spec,
-        ).run(resume=checkpoint, previous_records=previous)
+        )
+        try:
+            runner.run(resume=checkpoint, previous_records=previous)
+        except NonFiniteError as error:
+            # The records so far and the last window's checkpoint stay; the marker says
+            # why the seed stopped (``l2rl resume`` removes it and goes on).
+            failure = {
+                "error": str(error),
+                "learner": error.learner,
+                "key": error.key,
+                "global_step": error.global_step,
+            }
+            atomic_write_json(run_dir / FAILED_FILE, failure)
+            raise
     if config.metrics.reference_runs:
         reference = reference_records(config, scenario, seed, config.progress)
         rows = [

@@ -16,7 +16,11 @@ Hook order within one run (task-aware; see :mod:`l2rl.core` for the whole loop):
     on_run_end
 
 Components run in role order (:data:`ROLE_ORDER`, then any custom role by name) and, within
-a role, in the order the config lists them.
+a role, in the order the config lists them. The closing hooks (:data:`END_HOOKS`) run in the
+reverse order, like nested context managers: two components that swap weights in on
+``on_eval_task_start`` unwind them in the opposite order. The update hooks
+(:data:`UPDATE_HOOKS`) and ``losses`` of a component run only for the updates of the learner
+its ``learner`` attribute names (the agent by default).
 """
 
 from __future__ import annotations
@@ -46,6 +50,11 @@ class Hook(enum.StrEnum):
     CONSOLIDATE = "on_consolidate"
     RUN_END = "on_run_end"
 
+
+END_HOOKS = frozenset({Hook.EVAL_TASK_END, Hook.TASK_END, Hook.RUN_END})
+"""Hooks that close what an earlier hook opened: dispatched in reverse component order."""
+UPDATE_HOOKS = frozenset({Hook.BEFORE_UPDATE, Hook.AFTER_BACKWARD, Hook.AFTER_UPDATE})
+"""Hooks of one learner's optimiser step: dispatched to the components aimed at it."""
 
 ROLE_ORDER: tuple[str, ...] = (
     "detector",
@@ -126,36 +135,49 @@ class HookDispatcher:
     """Calls the components that implement each hook, in role order.
 
     Only overridden hooks are called, so a component pays nothing for hooks it ignores.
+    Update hooks and loss providers are looked up per learner name.
     """
 
     def __init__(self, components: Sequence[Component]) -> None:
-        self.components = sorted(components, key=lambda c: role_rank(c.role))
-        self._table: dict[Hook, list[tuple[str, Callable[..., Any]]]] = {h: [] for h in Hook}
-        self._loss_providers: list[Component] = []
         from l2rl.core import Component
 
+        self.components = sorted(components, key=lambda c: role_rank(c.role))
+        self._table: dict[Hook, list[tuple[str, Callable[..., Any]]]] = {h: [] for h in Hook}
+        self._update_table: dict[tuple[Hook, str], list[tuple[str, Callable[..., Any]]]] = {}
+        self._loss_providers: dict[str, list[Component]] = {}
         for component in self.components:
             for hook in overridden_hooks(component):
-                self._table[hook].append((component.name, getattr(component, hook.value)))
+                handler = (component.name, getattr(component, hook.value))
+                if hook in UPDATE_HOOKS:
+                    self._update_table.setdefault((hook, component.learner), []).append(handler)
+                else:
+                    self._table[hook].append(handler)
             if type(component).losses is not Component.losses:
-                self._loss_providers.append(component)
+                self._loss_providers.setdefault(component.learner, []).append(component)
+        for hook in END_HOOKS:
+            self._table[hook].reverse()
 
-    def has(self, hook: Hook) -> bool:
-        """Whether any component implements ``hook``."""
-        return bool(self._table[hook])
+    def has(self, hook: Hook, learner: str = "agent") -> bool:
+        """Whether any component implements ``hook`` (for ``learner``'s updates)."""
+        return bool(self.handlers(hook, learner))
 
-    def handlers(self, hook: Hook) -> list[tuple[str, Callable[..., Any]]]:
-        """``(component name, bound method)`` pairs for ``hook``, in dispatch order."""
+    def handlers(self, hook: Hook, learner: str = "agent") -> list[tuple[str, Callable[..., Any]]]:
+        """``(component name, bound method)`` pairs for ``hook``, in dispatch order; for an
+        update hook, those of the components aimed at ``learner``."""
+        if hook in UPDATE_HOOKS:
+            return self._update_table.get((hook, learner), [])
         return self._table[hook]
 
-    @property
-    def loss_providers(self) -> list[Component]:
-        """Components that add loss terms, in dispatch order."""
-        return self._loss_providers
+    def loss_providers(self, learner: str = "agent") -> list[Component]:
+        """Components that add loss terms to ``learner``'s, in dispatch order."""
+        return self._loss_providers.get(learner, [])
 
-    def fire(self, hook: Hook, *args: Any) -> None:
-        """Call every handler of ``hook``; wrap any exception with the component's name."""
-        for name, method in self._table[hook]:
+    def fire(self, hook: Hook, *args: Any, learner: str = "agent") -> None:
+        """Call every handler of ``hook``; wrap any exception with the component's name.
+
+        ``learner`` selects the handlers of an update hook (ignored by the others).
+        """
+        for name, method in self.handlers(hook, learner):
             try:
                 method(*args)
             except ComponentError:

@@ -1,8 +1,9 @@
 """The runner: the one training loop of l2rl (its outline is in :mod:`l2rl.core`).
 
-It trains the agent through the scenario's schedule, fires the hooks in their documented
-order, runs the update, evaluates every task before training, every ``evaluation.every``
-steps and at the end of every window, and hands records to a :class:`Recorder`.
+It trains the agent (and every learner the components offer) through the scenario's
+schedule, fires the hooks in their documented order, runs the one update path, evaluates
+every task before training, every ``evaluation.every`` steps and at the end of every window,
+and hands records to a :class:`Recorder`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from l2rl.checkpoint import restore_checkpoint, write_checkpoint
 from l2rl.config import EvalConfig
-from l2rl.core import Agent, Component, RunContext
+from l2rl.core import AGENT_LEARNER, Agent, Component, Learner, RunContext
 from l2rl.evaluation import run_episodes
 from l2rl.hooks import ComponentError, Hook, HookDispatcher
-from l2rl.logging.files import atomic_torch_save
 from l2rl.logging.recorder import Recorder
 from l2rl.progress import ProgressDisplay
 from l2rl.scenario import Scenario
@@ -33,6 +34,31 @@ from l2rl.types import EnvSpec, EvalRecord, Losses, Step, TaskInfo, UpdateStats
 
 class LossKeyError(ValueError):
     """A loss dict has a key without the ``loss_`` prefix, or two sources share a key."""
+
+
+class NonFiniteError(FloatingPointError):
+    """A learner's loss or gradient is NaN or infinite: the run stops there.
+
+    Records up to this step and the checkpoint of the last finished window stay on disk, so
+    ``l2rl resume`` can continue from it (with a changed setting, e.g. a smaller ``lr``).
+
+    Attributes:
+        learner: the learner's name.
+        key: the loss key, or ``"gradient of <parameter>"``.
+        global_step: the env step of the update.
+        value: the offending value (NaN or +-inf).
+    """
+
+    def __init__(self, learner: str, key: str, global_step: int, value: float) -> None:
+        super().__init__(
+            f"learner {learner!r}: {key} is {value} at step {global_step}; the run stops "
+            "here (records so far and the last window's checkpoint are kept)"
+        )
+        self.learner, self.key, self.global_step, self.value = learner, key, global_step, value
+
+    def __reduce__(self) -> tuple[type[NonFiniteError], tuple[str, str, int, float]]:
+        # Worker processes pickle exceptions; keep the fields across.
+        return (NonFiniteError, (self.learner, self.key, self.global_step, self.value))
 
 
 @dataclass(frozen=True)
@@ -101,6 +127,8 @@ class Runner:
             raise ValueError(f"num_envs must be positive, got {self.env_spec.num_envs}")
         self.num_envs = self.env_spec.num_envs
         self.ctx = RunContext(agent, self.env_spec, scenario.tasks, seed, self.recorder)
+        self.learners = self._learners(agent, self.hooks.components)
+        self.ctx.learner_updates.update({learner.learner_name: 0 for learner in self.learners})
         self.records: list[EvalRecord] = []
         self._episodes = 0
         self._recent_returns: deque[float] = deque(maxlen=20)
@@ -147,6 +175,31 @@ class Runner:
             wall_seconds=time.perf_counter() - start,
         )
 
+    @staticmethod
+    def _learners(agent: Agent, components: Sequence[Component]) -> list[Learner]:
+        """The agent, then each component's learners in dispatch order; names unique."""
+        learners: list[Learner] = [agent]
+        owners = {agent.learner_name: "the agent"}
+        for component in components:
+            for learner in component.learners():
+                if learner.learner_name in owners:
+                    raise ValueError(
+                        f"learner name {learner.learner_name!r} of component "
+                        f"{component.name!r} is already used by {owners[learner.learner_name]}"
+                    )
+                owners[learner.learner_name] = f"component {component.name!r}"
+                learners.append(learner)
+        if agent.learner_name != AGENT_LEARNER:
+            raise ValueError(f"the agent's learner_name must be {AGENT_LEARNER!r}")
+        names = set(owners)
+        for component in components:
+            if component.learner not in names:
+                raise ValueError(
+                    f"component {component.name!r} is aimed at learner {component.learner!r}, "
+                    f"but the run's learners are {sorted(names)}"
+                )
+        return learners
+
     def _task_info(self, task_index: int, block: int) -> TaskInfo:
         schedule = self.scenario.schedule
         return TaskInfo(
@@ -158,17 +211,29 @@ class Runner:
             steps=schedule[block].steps if block >= 0 else 0,
         )
 
+    def start_window(self, info: TaskInfo) -> None:
+        """Open a training window: the agent and the components learn of the task."""
+        if self.scenario.task_aware:
+            self.ctx.task = info
+            self.agent.on_task_start(info)
+            self.hooks.fire(Hook.TASK_START, self.ctx, info)
+        if self.progress is not None:
+            self.progress.start_block(info.block, len(self.scenario.schedule), info.name)
+
+    def end_window(self, info: TaskInfo) -> None:
+        """Close a training window: its closing evaluation, consolidation, checkpoint."""
+        self._evaluate(info.block, info.index, block_end=True)
+        if self.scenario.task_aware:
+            self.hooks.fire(Hook.TASK_END, self.ctx, info)
+            self.hooks.fire(Hook.CONSOLIDATE, self.ctx, info)
+            self.ctx.task = None
+        self._checkpoint(info.block)
+
     def _train_block(self, block: int, task_index: int, steps: int) -> None:
         ctx, agent, hooks = self.ctx, self.agent, self.hooks
-        aware = self.scenario.task_aware
         info = self._task_info(task_index, block)
-        task_id = task_index if aware else None
-        if aware:
-            ctx.task = info
-            agent.on_task_start(info)
-            hooks.fire(Hook.TASK_START, ctx, info)
-        if self.progress is not None:
-            self.progress.start_block(block, len(self.scenario.schedule), info.name)
+        task_id = task_index if self.scenario.task_aware else None
+        self.start_window(info)
 
         # num_envs copies of the task's env stepped in lockstep in this process (on 2 cores
         # a subprocess pool loses to this for cheap envs); each transition then goes through
@@ -179,6 +244,7 @@ class Runner:
             for i, env in enumerate(envs)
         ]
         episode_returns = [0.0] * len(envs)
+        first = [True] * len(envs)  # obs[i] starts an episode
         every = self.evaluation.every
         on_step = hooks.handlers(Hook.STEP)
         block_start, done = time.perf_counter(), 0
@@ -203,14 +269,17 @@ class Runner:
                         task_id=task_id,
                         global_step=ctx.global_step,
                         env_index=i,
+                        first=first[i],
                     )
                     agent.observe(step)
                     if on_step:
                         hooks.fire(Hook.STEP, ctx, step)
-                    for batch in agent.batches(ctx.global_step):
-                        self._update(batch)
+                    for learner in self.learners:
+                        for batch in learner.batches(ctx.global_step):
+                            self._update(learner, batch)
                     episode_returns[i] += float(reward)
-                    if terminated or truncated:
+                    first[i] = terminated or truncated
+                    if first[i]:
                         self._end_episode(episode_returns[i])
                         episode_returns[i] = 0.0
                         obs[i], _ = env.reset()
@@ -224,12 +293,7 @@ class Runner:
         finally:
             for env in envs:
                 env.close()
-        self._evaluate(block, task_index, block_end=True)
-        if aware:
-            hooks.fire(Hook.TASK_END, ctx, info)
-            hooks.fire(Hook.CONSOLIDATE, ctx, info)
-            ctx.task = None
-        self._checkpoint(block)
+        self.end_window(info)
 
     def _end_episode(self, episode_return: float) -> None:
         self._episodes += 1
@@ -240,40 +304,75 @@ class Runner:
         recent = float(np.mean(self._recent_returns)) if self._recent_returns else None
         progress.update(self.ctx.global_step, recent, block_steps / max(elapsed, 1e-9))
 
-    # --- one optimiser step -----------------------------------------------------------
-    def _update(self, batch: Any) -> None:
-        ctx, hooks, agent = self.ctx, self.hooks, self.agent
-        hooks.fire(Hook.BEFORE_UPDATE, ctx)
-        losses = self._collect_losses(batch)
+    # --- one optimiser step of one learner --------------------------------------------
+    def _update(self, learner: Learner, batch: Any) -> None:
+        ctx, hooks, name = self.ctx, self.hooks, learner.learner_name
+        ctx.learner = name
+        hooks.fire(Hook.BEFORE_UPDATE, ctx, learner=name)
+        losses = self._collect_losses(learner, batch)
         if not losses:
-            raise LossKeyError("the agent and components returned no loss terms for this batch")
+            raise LossKeyError(f"learner {name!r} and its components gave no loss terms")
         total = torch.stack([v.reshape(()) for v in losses.values()]).sum()
-        optimizer = agent.optimizer
+        if not torch.isfinite(total):
+            self._raise_non_finite_loss(name, losses)
+        optimizer = learner.optimizer
         optimizer.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
-        hooks.fire(Hook.AFTER_BACKWARD, ctx)
-        if agent.max_grad_norm is not None:
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, agent.max_grad_norm)
+        hooks.fire(Hook.AFTER_BACKWARD, ctx, learner=name)
+        self._check_gradients(learner)
         optimizer.step()
-        ctx.update_index += 1
-        log_now = ctx.update_index % self.log_every_updates == 0
-        if log_now or hooks.has(Hook.AFTER_UPDATE):
+        ctx.learner_updates[name] += 1
+        if name == AGENT_LEARNER:
+            ctx.update_index += 1
+        count = ctx.learner_updates[name]
+        log_now = count % self.log_every_updates == 0
+        if log_now or hooks.has(Hook.AFTER_UPDATE, name):
             values = {k: float(v.detach()) for k, v in losses.items()}
             if log_now:
+                prefix = "train" if name == AGENT_LEARNER else f"train/{name}"
                 for key, value in values.items():
-                    self.recorder.scalar(f"train/{key}", value, ctx.global_step)
-            hooks.fire(
-                Hook.AFTER_UPDATE, ctx, UpdateStats(losses=values, update_index=ctx.update_index)
-            )
+                    self.recorder.scalar(f"{prefix}/{key}", value, ctx.global_step)
+            stats = UpdateStats(losses=values, update_index=count, learner=name)
+            hooks.fire(Hook.AFTER_UPDATE, ctx, stats, learner=name)
+        ctx.learner = None
         # After the hooks, so that target networks copy parameters as components left them
         # (PackNet restores frozen weights in after_update).
-        agent.after_optimizer_step()
+        learner.after_optimizer_step()
 
-    def _collect_losses(self, batch: Any) -> Losses:
-        losses = dict(self.agent.losses(batch))
-        sources = dict.fromkeys(losses, "agent")
-        for component in self.hooks.loss_providers:
+    def _raise_non_finite_loss(self, learner: str, losses: Losses) -> None:
+        for key, value in losses.items():
+            number = float(value.detach().sum())
+            if not math.isfinite(number):
+                raise NonFiniteError(learner, f"loss {key!r}", self.ctx.global_step, number)
+        raise NonFiniteError(learner, "the summed loss", self.ctx.global_step, math.inf)
+
+    def _check_gradients(self, learner: Learner) -> None:
+        """Clip to ``max_grad_norm``; raise naming the first parameter whose gradient has a
+        NaN/inf element. Elements are inspected only when the norm (which clipping needs
+        anyway) is not finite."""
+        params = [p for group in learner.optimizer.param_groups for p in group["params"]]
+        if learner.max_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, learner.max_grad_norm)
+        else:
+            grads = [p.grad for p in params if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+        if torch.isfinite(norm):
+            return
+        names = {id(p): n for n, p in learner.networks().named_parameters()}
+        for param in params:
+            if param.grad is not None and not bool(torch.isfinite(param.grad).all()):
+                bad = float(param.grad[~torch.isfinite(param.grad)].flatten()[0])
+                where = names.get(id(param), "a parameter outside networks()")
+                raise NonFiniteError(
+                    learner.learner_name, f"gradient of {where}", self.ctx.global_step, bad
+                )
+        # Every element is finite: only the float32 sum of squares overflowed.
+
+    def _collect_losses(self, learner: Learner, batch: Any) -> Losses:
+        losses = dict(learner.losses(batch))
+        origin = "agent" if learner is self.agent else f"learner {learner.learner_name!r}"
+        sources = dict.fromkeys(losses, origin)
+        for component in self.hooks.loss_providers(learner.learner_name):
             try:
                 extra = component.losses(self.ctx, batch)
             except Exception as exc:
@@ -335,44 +434,39 @@ class Runner:
             )
         self.records.extend(records)
         self.recorder.evals(records)
-        hooks.fire(Hook.EVAL, ctx, tuple(records))
+        # In task-agnostic runs components must not learn which task a record scores.
+        shown = records if aware else [_without_task(r) for r in records]
+        hooks.fire(Hook.EVAL, ctx, tuple(shown))
 
     # --- checkpoints ------------------------------------------------------------------
+    def _schedule(self) -> list[tuple[int, int]]:
+        return [(b.task_index, b.steps) for b in self.scenario.schedule]
+
     def _checkpoint(self, block: int) -> None:
         if self.checkpoint_path is None:
             return
-        atomic_torch_save(
+        write_checkpoint(
             self.checkpoint_path,
-            {
-                "block": block,
-                "schedule": [(b.task_index, b.steps) for b in self.scenario.schedule],
-                "global_step": self.ctx.global_step,
-                "update_index": self.ctx.update_index,
-                "episodes": self._episodes,
-                # agents that sample from torch's global generator (policy-gradient
-                # methods) continue the same stream after a resume
-                "torch_rng": torch.get_rng_state(),
-                "agent": self.agent.state_dict(),
-                "components": {c.name: c.state_dict() for c in self.hooks.components},
-            },
+            block=block,
+            schedule=self._schedule(),
+            ctx=self.ctx,
+            episodes=self._episodes,
+            agent=self.agent,
+            components=self.hooks.components,
         )
 
     def _restore(self, checkpoint: Mapping[str, Any]) -> int:
         """Load a window-end checkpoint; returns the window it closed."""
-        schedule = [(b.task_index, b.steps) for b in self.scenario.schedule]
-        if [tuple(b) for b in checkpoint["schedule"]] != schedule:
-            raise ValueError("the checkpoint was written for a different schedule")
-        names = sorted(c.name for c in self.hooks.components)
-        if sorted(checkpoint["components"]) != names:
-            raise ValueError(
-                f"the checkpoint holds components {sorted(checkpoint['components'])}, "
-                f"the run has {names}"
-            )
-        self.agent.load_state_dict(checkpoint["agent"])
-        for component in self.hooks.components:
-            component.load_state_dict(checkpoint["components"][component.name])
-        self.ctx.global_step = int(checkpoint["global_step"])
-        self.ctx.update_index = int(checkpoint["update_index"])
-        self._episodes = int(checkpoint["episodes"])
-        torch.set_rng_state(checkpoint["torch_rng"])
-        return int(checkpoint["block"])
+        block, self._episodes = restore_checkpoint(
+            checkpoint,
+            schedule=self._schedule(),
+            ctx=self.ctx,
+            agent=self.agent,
+            components=self.hooks.components,
+        )
+        return block
+
+
+def _without_task(record: EvalRecord) -> EvalRecord:
+    """``record`` with its task (evaluated and trained) hidden: index -1, no name."""
+    return replace(record, eval_task=-1, eval_task_name="", trained_task=-1)

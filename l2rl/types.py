@@ -255,7 +255,11 @@ class EvalRecord:
 
 @dataclass(frozen=True)
 class UpdateStats:
-    """What ``after_update`` receives: the detached losses of one optimiser step."""
+    """What ``after_update`` receives: the detached losses of one optimiser step.
+
+    ``update_index`` counts the optimiser steps of ``learner`` (the learner updated).
+    """
 
     losses: Mapping[str, float]
     update_index: int
+    learner: str = "agent"

@@ -8,10 +8,17 @@ A plugin author's test is typically one line::
 See ``docs/writing-a-component.md``.
 """
 
-from l2rl.testing.conformance import ConformanceError, ConformanceReport, check_component
+from l2rl.testing.conformance import (
+    ConformanceError,
+    ConformanceReport,
+    check_agent,
+    check_component,
+    orphan_gradients,
+)
 from l2rl.testing.fakes import (
     FakeAgent,
     FakeEnv,
+    FakeLearnerComponent,
     HookCall,
     NoOpComponent,
     RecordingComponent,
@@ -24,10 +31,13 @@ __all__ = [
     "ConformanceReport",
     "FakeAgent",
     "FakeEnv",
+    "FakeLearnerComponent",
     "HookCall",
     "NoOpComponent",
     "RecordingComponent",
+    "check_agent",
     "check_component",
     "fake_scenario",
     "fake_tasks",
+    "orphan_gradients",
 ]

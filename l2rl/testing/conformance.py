@@ -3,9 +3,12 @@
 :func:`check_component` checks what the framework relies on and what a plugin author most
 often gets wrong: the class's declarations (role, options model), its hook names and
 signatures, a save/restore round trip of its state, a real run with the runner in both the
-task-aware and the task-agnostic setting, and, for the replay role, the batch-source
-protocol. It collects every failure and raises one :class:`ConformanceError` listing them
-all, so a test run shows everything to fix at once.
+task-aware and the task-agnostic setting, that every parameter which received a gradient
+belongs to some learner's optimizer (else its gradient is silently never applied), a round
+trip of each of its learners' optimizer state, and, for the replay role, the batch-source
+protocol. :func:`check_agent` does the same for an agent. Both collect every failure and
+raise one :class:`ConformanceError` listing them all, so a test run shows everything to fix
+at once.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import dataclasses
 import inspect
 import io
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +26,10 @@ import torch
 
 from l2rl.builder import services_from
 from l2rl.config import ConfigError, EvalConfig, PluginConfig, validate_options
-from l2rl.core import Agent, AgentServices, BatchSource, Component, RunContext
+from l2rl.core import Agent, AgentServices, BatchSource, Component, Learner, RunContext
 from l2rl.hooks import Hook, HookRegistrationError, overridden_hooks
 from l2rl.runner import Runner
+from l2rl.scenario import Scenario
 from l2rl.testing.fakes import FakeAgent, fake_scenario
 from l2rl.types import EnvSpec, Losses, TransitionBatch
 
@@ -266,6 +270,10 @@ def _check_run(
         "raise steps_per_task or pass an agent_factory whose agent learns sooner",
     ):
         return
+    checks.record(
+        f"gradients applied[{mode}]",
+        _orphans_problem([component, agent], runner.learners),
+    )
     _check_state_round_trip(cls, config, env_spec, component, checks, mode, runner.ctx, probe.batch)
     if component.role == "replay":
         checks.record(f"replay sample[{mode}]", _replay_problem(component, env_spec))
@@ -339,10 +347,17 @@ def _check_state_round_trip(
         checks.record(check, f"load_state_dict into a fresh instance raised {_describe(exc)}")
         return
     differences = state_differences(state, restored)
+    for mine, theirs in zip(component.learners(), fresh.learners(), strict=False):
+        differences += state_differences(
+            mine.optimizer.state_dict(),
+            theirs.optimizer.state_dict(),
+            f"learner {mine.learner_name!r} optimizer",
+        )
     if differences:
         checks.record(
             check,
-            "a fresh instance loaded with state_dict() gives a different state_dict(): "
+            "a fresh instance loaded with state_dict() gives a different state_dict() "
+            "(a learner's optimizer state belongs in its component's state_dict): "
             + "; ".join(differences),
         )
         return
@@ -471,3 +486,152 @@ def _diff(a: Any, b: Any, path: str, found: list[str]) -> None:
 def _arrays_equal(a: np.ndarray, b: np.ndarray) -> bool:
     # equal_nan only applies to inexact kinds; numpy raises for it on e.g. strings.
     return bool(np.array_equal(a, b, equal_nan=np.issubdtype(a.dtype, np.inexact)))
+
+
+# --- gradients nobody applies ---------------------------------------------------------------
+def _parameters_of(owner: object, prefix: str, seen: set[int]) -> Iterator[tuple[str, Any]]:
+    """``(name, parameter)`` of every ``nn.Module``/``nn.Parameter`` attribute of ``owner``
+    and of its learners (one level of plain containers too)."""
+    values: list[tuple[str, Any]] = list(vars(owner).items())
+    if isinstance(owner, Component):
+        values += [(f"learners()[{i}]", lrn) for i, lrn in enumerate(owner.learners())]
+    for attr, value in values:
+        items = list(value.items()) if isinstance(value, dict) else [("", value)]
+        if isinstance(value, (list, tuple)):
+            items = [(str(i), v) for i, v in enumerate(value)]
+        for key, item in items:
+            name = f"{prefix}{attr}{f'[{key}]' if key else ''}"
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            if isinstance(item, torch.nn.Parameter):
+                yield name, item
+            elif isinstance(item, torch.nn.Module):
+                for param_name, param in item.named_parameters():
+                    yield f"{name}.{param_name}", param
+            elif isinstance(item, Learner):
+                yield from _parameters_of(item, f"{name}.", seen)
+
+
+def orphan_gradients(owners: Sequence[object], learners: Sequence[Learner]) -> list[str]:
+    """Parameters of ``owners`` holding a gradient that no learner's optimizer applies.
+
+    Such a gradient is computed and then silently dropped: the parameter never learns.
+    Call it after a run (gradients of the last update are still in ``.grad``).
+    """
+    applied = {
+        id(p) for learner in learners for g in learner.optimizer.param_groups for p in g["params"]
+    }
+    found: list[str] = []
+    visited: set[int] = set()  # objects walked, so shared modules are listed once
+    for owner in owners:
+        label = getattr(owner, "name", "") or type(owner).__name__
+        for name, param in _parameters_of(owner, f"{label}.", visited):
+            if param.grad is not None and id(param) not in applied:
+                found.append(name)
+    return sorted(set(found))
+
+
+def _orphans_problem(owners: Sequence[object], learners: Sequence[Learner]) -> str | None:
+    orphans = orphan_gradients(owners, learners)
+    if not orphans:
+        return None
+    return (
+        "these parameters received a gradient but belong to no learner's optimizer, so it is "
+        "never applied (offer a Learner through learners(), or detach them): "
+        + ", ".join(orphans[:_MAX_DIFFERENCES])
+    )
+
+
+# --- agents ------------------------------------------------------------------------------------
+def check_agent(
+    agent_cls: type[Agent],
+    options: Mapping[str, Any] | None = None,
+    *,
+    scenario: Scenario | None = None,
+    replay: Callable[[EnvSpec], Component] | None = None,
+    seed: int = 0,
+    name: str | None = None,
+) -> ConformanceReport:
+    """Check that ``agent_cls`` works with the runner; raise listing all failures.
+
+    Builds the agent with validated ``options`` on ``scenario`` (default: a two-task
+    :func:`~l2rl.testing.fakes.fake_scenario` of 64 steps per task: 4 floats in, 2
+    discrete actions), runs it, and checks that it made at least one update, that every
+    parameter that received a gradient belongs to its optimizer, that a fresh instance
+    loaded with its ``state_dict()`` (read back with ``weights_only=True``) has the same
+    state, optimizer included, and acts the same, and that ``untrained_task_heads`` is a
+    bool. ``replay`` builds the replay component an off-policy agent samples from (it is
+    given to the agent as ``services.replay``, as the builder would).
+
+    >>> from l2rl.testing import FakeAgent
+    >>> check_agent(FakeAgent).passed[:2]
+    ('options', 'run')
+
+    Raises:
+        ConformanceError: at least one check failed; every failure is listed.
+    """
+    label = name or agent_cls.__name__
+    checks = _Checks()
+    try:
+        config = validate_options(agent_cls.Config, options or {}, f"agent {label!r} options")
+    except ConfigError as exc:
+        checks.record("options", str(exc))
+        raise ConformanceError(label, checks.failures, checks.passed) from None
+    checks.record("options", None)
+    scenario = scenario or fake_scenario(num_tasks=2, steps_per_task=64)
+    env_spec = scenario.env_spec()
+    try:
+        components = [] if replay is None else [replay(env_spec)]
+        for component in components:
+            component.name = component.name or "replay"
+        services = services_from(components)
+        agent = agent_cls(config, env_spec, services, seed)
+        runner = Runner(scenario, agent, components, EvalConfig(every=32, episodes=1), seed)
+        result = runner.run()
+    except Exception as exc:
+        checks.record("run", _describe(exc))
+        raise ConformanceError(label, checks.failures, checks.passed) from None
+    checks.record(
+        "run",
+        None if result.updates > 0 else "the agent made no update; lower its warm-up options",
+    )
+    checks.record("gradients applied", _orphans_problem([agent], [agent]))
+    checks.record(
+        "state_dict", _agent_round_trip_problem(agent_cls, config, env_spec, services, agent, seed)
+    )
+    heads = agent.untrained_task_heads
+    checks.record(
+        "untrained_task_heads",
+        None if isinstance(heads, bool) else f"must be a bool, got {type(heads).__name__}",
+    )
+    if checks.failures:
+        raise ConformanceError(label, checks.failures, checks.passed)
+    return ConformanceReport(label, tuple(checks.passed), ())
+
+
+def _agent_round_trip_problem(
+    cls: type[Agent],
+    config: PluginConfig,
+    env_spec: EnvSpec,
+    services: AgentServices,
+    agent: Agent,
+    seed: int,
+) -> str | None:
+    buffer = io.BytesIO()
+    try:
+        torch.save(agent.state_dict(), buffer)
+        buffer.seek(0)
+        fresh = cls(config, env_spec, services, seed + 1)
+        fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    except Exception as exc:
+        return f"save, weights_only load and load_state_dict raised {_describe(exc)}"
+    differences = state_differences(agent.state_dict(), fresh.state_dict())
+    if differences:
+        return "a fresh instance loaded with state_dict() differs: " + "; ".join(differences)
+    obs = np.asarray(env_spec.observation_space.sample())
+    task_id = 0 if env_spec.task_aware else None
+    mine, theirs = _seeded(agent.act, obs, task_id, False), _seeded(fresh.act, obs, task_id, False)
+    if state_differences({"action": mine}, {"action": theirs}):
+        return f"the restored agent acts differently: {mine!r} vs {theirs!r}"
+    return None

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 
 from l2rl.config import ConfigError, PluginConfig
-from l2rl.core import Agent, AgentServices, Component, RunContext
+from l2rl.core import Agent, AgentServices, Component, Learner, RunContext
 from l2rl.scenario import Scenario
 from l2rl.types import (
     EnvSpec,
@@ -234,6 +234,95 @@ class FakeAgent(Agent):
         """Restore what :meth:`state_dict` returned."""
         super().load_state_dict(state)
         self.rng.bit_generator.state = state["rng"]
+
+
+class RewardModel(Learner):
+    """A learner of its own: a linear model of the immediate reward, ``r(s) = w s + b``.
+
+    Trained by the runner's update path like the agent, with its own Adam optimizer, from
+    the last ``batch_size`` ``(obs, reward)`` pairs :class:`FakeLearnerComponent` saw,
+    every ``train_every`` steps. Its loss is the squared error against the observed reward.
+    """
+
+    def __init__(
+        self, name: str, obs_dim: int, batch_size: int, train_every: int, lr: float
+    ) -> None:
+        self.learner_name = name
+        self.batch_size, self.train_every = batch_size, train_every
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            self.model = torch.nn.Linear(obs_dim, 1)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.recent: deque[tuple[torch.Tensor, float]] = deque(maxlen=batch_size)
+
+    def batches(self, global_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One minibatch every ``train_every`` steps once ``batch_size`` steps were seen."""
+        if global_step % self.train_every == 0 and len(self.recent) == self.batch_size:
+            yield self.recent_batch()
+
+    def recent_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kept ``(obs [B, D], rewards [B])``."""
+        obs = torch.stack([o for o, _ in self.recent])
+        return obs, torch.tensor([r for _, r in self.recent], dtype=torch.float32)
+
+    def losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> Losses:
+        """Squared error of the predicted reward."""
+        obs, rewards = batch
+        return {"loss_reward": F.mse_loss(self.model(obs).squeeze(1), rewards)}
+
+    def networks(self) -> torch.nn.Linear:
+        """The reward model."""
+        return self.model
+
+
+class FakeLearnerComponent(Component):
+    """A component that owns a learner (:class:`RewardModel`), as a world model would.
+
+    It offers the learner through :meth:`learners`, feeds it transitions in ``on_step`` and
+    keeps its state (optimizer included) in its own :meth:`state_dict`.
+    """
+
+    role = "world_model"
+
+    class Config(PluginConfig):
+        """Options of the fake learning component."""
+
+        batch_size: PositiveInt = Field(default=8, description="Transitions per minibatch.")
+        train_every: PositiveInt = Field(default=4, description="Env steps between updates.")
+        lr: float = Field(default=0.01, gt=0.0, description="Adam learning rate.")
+
+    config: Config
+
+    def __init__(self, config: Config, env_spec: EnvSpec) -> None:
+        super().__init__(config, env_spec)
+        shape = env_spec.observation_space.shape
+        if shape is None or len(shape) != 1:
+            raise ConfigError("FakeLearnerComponent needs a 1-D observation space")
+        self.model = RewardModel(
+            "reward-model", shape[0], config.batch_size, config.train_every, config.lr
+        )
+
+    def learners(self) -> tuple[RewardModel]:
+        """The reward model."""
+        return (self.model,)
+
+    def on_step(self, ctx: RunContext, step: Step) -> None:
+        """Keep the observation and reward for the reward model."""
+        obs = torch.as_tensor(step.obs, dtype=torch.float32)
+        self.model.recent.append((obs, step.reward))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The reward model's network and optimizer, and the pairs it keeps (as tensors)."""
+        obs, rewards = self.model.recent_batch() if self.model.recent else (None, None)
+        return {"model": self.model.state_dict(), "obs": obs, "rewards": rewards}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.model.load_state_dict(state["model"])
+        self.model.recent.clear()
+        if state["obs"] is not None:
+            pairs = zip(state["obs"], state["rewards"].tolist(), strict=True)
+            self.model.recent.extend(pairs)
 
 
 def steps_to_batch(steps: list[Step]) -> TransitionBatch:

@@ -76,8 +76,10 @@ def test_good_components_pass_every_check() -> None:
         "construct",
         "hooks",
         "run[task-aware]",
+        "gradients applied[task-aware]",
         "state_dict[task-aware]",
         "run[task-agnostic]",
+        "gradients applied[task-agnostic]",
         "state_dict[task-agnostic]",
     )
     assert report.hooks == ("on_task_start", "on_step")

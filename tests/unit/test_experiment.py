@@ -1,12 +1,18 @@
-"""Reference runs: what they are built from, and when two methods share one."""
+"""Experiments: reference runs (what they are built from, when two methods share one) and
+how a seed that diverges stops."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from l2rl.builder import build_scenario
 from l2rl.config import PluginRef, RunConfig, parse_config
-from l2rl.experiment import _reference_key, reference_config
+from l2rl.experiment import FAILED_FILE, _reference_key, reference_config, run_seed
+from l2rl.runner import NonFiniteError
 
 
 def config(**changes: Any) -> RunConfig:
@@ -53,3 +59,26 @@ def test_reference_key_changes_with_what_shapes_the_run() -> None:
     assert key(config(agent={"name": "dqn", "options": {"lr": 0.01}})) != base
     assert key(config(evaluation={"every": 25})) != base
     assert key(config(name="renamed")) == base  # the experiment's name does not matter
+
+
+def test_a_diverging_seed_stops_with_its_records_and_a_failure_marker(tmp_path: Path) -> None:
+    cfg = config(
+        agent={"name": "dqn", "options": {"lr": 1e30, "learning_starts": 32, "batch_size": 16}},
+        scenario={
+            "name": "cartpole-variants",
+            "options": {"variants": ["base", "swap-actions"], "max_episode_steps": 30},
+            "steps_per_task": 300,
+        },
+        evaluation={"every": 50, "episodes": 1},
+        metrics={"reference_runs": False},
+        output_dir=str(tmp_path),
+    )
+    run_dir = tmp_path / "seed_0"
+    with pytest.raises(NonFiniteError) as err:
+        run_seed(cfg, 0, run_dir)
+    failure = json.loads((run_dir / FAILED_FILE).read_text())
+    assert failure["learner"] == "agent" == err.value.learner
+    assert failure["global_step"] == err.value.global_step
+    assert failure["key"].startswith(("loss 'loss_", "gradient of "))
+    assert (run_dir / "evals.jsonl").read_text()  # the evaluations made so far stay
+    assert not (run_dir / "metrics.json").exists()  # and nothing claims the run finished

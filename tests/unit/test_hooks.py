@@ -109,7 +109,7 @@ def test_dispatch_follows_role_order_then_the_given_order() -> None:
         "zeta-1",
     ]
     assert {call.hook for call in log} == {"before_update"}
-    assert [c.name for c in dispatcher.loss_providers] == [call.component for call in log]
+    assert [c.name for c in dispatcher.loss_providers()] == [call.component for call in log]
 
 
 def test_hooks_nobody_implements_call_nothing() -> None:
@@ -117,7 +117,7 @@ def test_hooks_nobody_implements_call_nothing() -> None:
     assert dispatcher.has(Hook.STEP) and dispatcher.has(Hook.AFTER_UPDATE)
     assert not dispatcher.has(Hook.TASK_END)
     assert dispatcher.handlers(Hook.TASK_END) == []
-    assert dispatcher.loss_providers == []
+    assert dispatcher.loss_providers() == []
 
 
 def test_a_component_exception_is_wrapped_naming_component_and_hook() -> None:
@@ -161,7 +161,7 @@ def test_loss_providers_are_only_components_that_override_losses() -> None:
 
     penalty = Penalty(PluginConfig(), ENV_SPEC)
     dispatcher = HookDispatcher([NoOpComponent(PluginConfig(), ENV_SPEC), penalty])
-    assert dispatcher.loss_providers == [penalty]
+    assert dispatcher.loss_providers() == [penalty]
 
 
 def test_component_error_survives_pickling() -> None:

@@ -301,7 +301,7 @@ def test_two_components_giving_one_loss_key_raise_naming_both() -> None:
 
 
 # --- role order -------------------------------------------------------------------------
-def test_components_run_in_role_order_then_config_order() -> None:
+def test_components_run_in_role_order_then_config_order_and_end_hooks_in_reverse() -> None:
     scenario = fake_scenario(num_tasks=2, steps_per_task=4)
     log: list[HookCall] = []
     # The config lists the regularizers first; the replay still runs before them.
@@ -309,10 +309,15 @@ def test_components_run_in_role_order_then_config_order() -> None:
     run(scenario, make_components(scenario, log, roles), log=log)
     calls = [call for call in log if call.component != "agent"]
     assert len(calls) % 3 == 0 and len(calls) > 0
+    closing = {"on_eval_task_end", "on_task_end", "on_run_end"}
     for i in range(0, len(calls), 3):
         triple = calls[i : i + 3]
-        assert [c.component for c in triple] == ["replay", "reg-a", "reg-b"]
         assert len({c.hook for c in triple}) == 1
+        expected = ["replay", "reg-a", "reg-b"]
+        if triple[0].hook in closing:  # they unwind like nested context managers
+            expected.reverse()
+        assert [c.component for c in triple] == expected
+    assert {c.hook for c in calls} >= closing
 
 
 # --- evaluation ---------------------------------------------------------------------------
