@@ -1,8 +1,10 @@
 """Wire a scenario, an agent and its components from a validated :class:`RunConfig`.
 
 The builder is the only place that resolves plugin names. Order of construction: scenario
-(and its shared spaces), replay and the other components, then the agent with the services
-the components offer (constructor injection: the agent never imports a component).
+(and its shared spaces), replay and the other components, then the services they offer
+(:data:`l2rl.core.SERVICE_SLOTS`) handed to every component's ``wire`` (the second wiring
+step: a world model gets the replay's sequences), then the agent with the same services
+(constructor injection: the agent never imports a component).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from l2rl import registry
 from l2rl.config import ConfigError, PluginRef, RunConfig, validate_options
-from l2rl.core import Agent, AgentServices, BatchSource, Component
+from l2rl.core import SERVICE_SLOTS, Agent, AgentServices, BatchSource, Component
 from l2rl.hooks import overridden_hooks
 from l2rl.scenario import Scenario, TaskFamily
 from l2rl.types import EnvSpec
@@ -88,17 +90,32 @@ def build_agent(ref: PluginRef, env_spec: EnvSpec, services: AgentServices, seed
 
 
 def services_from(components: Sequence[Component]) -> AgentServices:
-    """Collect what components offer the agent; at most one replay."""
-    replays = [c for c in components if c.role == "replay"]
-    if len(replays) > 1:
-        names = ", ".join(c.name for c in replays)
-        raise ConfigError(f"at most one component may have role 'replay', got: {names}")
-    replay = replays[0] if replays else None
+    """Fill each service slot from the components (:data:`l2rl.core.SERVICE_SLOTS`).
+
+    Raises:
+        ConfigError: two components of one serving role, or a replay that is no batch
+            source.
+    """
+    serving_roles = {role for role, _ in SERVICE_SLOTS.values()}
+    by_role: dict[str, Component] = {}
+    for component in components:
+        if component.role in serving_roles:
+            if component.role in by_role:
+                names = f"{by_role[component.role].name}, {component.name}"
+                raise ConfigError(
+                    f"at most one component may have role {component.role!r}, got: {names}"
+                )
+            by_role[component.role] = component
+    replay = by_role.get("replay")
     if replay is not None and not isinstance(replay, BatchSource):
         raise ConfigError(
             f"replay component {replay.name!r} does not offer sample(batch_size) and __len__"
         )
-    return AgentServices(replay=replay)
+    slots: dict[str, Any] = {}
+    for slot, (role, protocol) in SERVICE_SLOTS.items():
+        provider = by_role.get(role)
+        slots[slot] = provider if isinstance(provider, protocol) else None
+    return AgentServices(**slots)
 
 
 def build_run(config: RunConfig, seed: int, scenario: Scenario | None = None) -> BuiltRun:
@@ -119,7 +136,10 @@ def build_run(config: RunConfig, seed: int, scenario: Scenario | None = None) ->
             f"component names must be unique; give a `label` to repeated ones: {duplicates}"
         )
     components = [build_component(ref, env_spec) for ref in refs]
-    agent = build_agent(config.agent, env_spec, services_from(components), seed)
+    services = services_from(components)
+    for component in components:  # second wiring step: components get services too
+        component.wire(services)
+    agent = build_agent(config.agent, env_spec, services, seed)
     return BuiltRun(scenario=scenario, env_spec=env_spec, agent=agent, components=components)
 
 

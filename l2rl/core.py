@@ -55,7 +55,16 @@ import torch
 from torch import nn
 
 from l2rl.config import PluginConfig
-from l2rl.types import EnvSpec, EvalRecord, Losses, Step, TaskInfo, TransitionBatch, UpdateStats
+from l2rl.types import (
+    EnvSpec,
+    EvalRecord,
+    Losses,
+    SequenceBatch,
+    Step,
+    TaskInfo,
+    TransitionBatch,
+    UpdateStats,
+)
 
 if TYPE_CHECKING:
     from l2rl.types import TaskSpec
@@ -94,15 +103,87 @@ class PolicyAgent(Protocol):
         ...
 
 
+@runtime_checkable
+class SequenceSource(Protocol):
+    """Hands out runs of consecutive stored steps (a replay offering sequences)."""
+
+    def sample_sequences(self, batch_size: int, length: int) -> SequenceBatch:
+        """``batch_size`` runs of ``length`` consecutive steps (Dreamer's layout)."""
+        ...
+
+
+@runtime_checkable
+class WorldModelService(Protocol):
+    """What a world model offers the agent and other components.
+
+    ``features`` maps a latent state to the vector an actor or critic reads;
+    ``imagine`` rolls ``policy`` (features -> action) out in the model for ``horizon``
+    steps from ``start`` (e.g. posterior states of a replayed sequence).
+    """
+
+    def features(self, state: Any) -> torch.Tensor:
+        """The feature vector of latent ``state``, ``[..., feature_dim]``."""
+        ...
+
+    def imagine(self, start: Any, policy: Any, horizon: int) -> Any:
+        """A rollout of ``policy`` in the model from ``start`` over ``horizon`` steps."""
+        ...
+
+
+@runtime_checkable
+class WeightService(Protocol):
+    """What a hypernetwork offers: generated weights of a target network per task.
+
+    Agents run their target module with them through ``torch.func.functional_call``.
+    """
+
+    def weights(self, task: int | None) -> Mapping[str, torch.Tensor]:
+        """Parameter name -> generated (differentiable) tensor for ``task``."""
+        ...
+
+
+@runtime_checkable
+class SkillService(Protocol):
+    """What a skill manager offers: the skill to act with for an observation and task."""
+
+    def select(self, obs: np.ndarray, task: int | None) -> int:
+        """The index of the skill to act with."""
+        ...
+
+
+SERVICE_SLOTS: dict[str, tuple[str, type]] = {
+    "replay": ("replay", BatchSource),
+    "sequences": ("replay", SequenceSource),
+    "world_model": ("world_model", WorldModelService),
+    "weights": ("hypernetwork", WeightService),
+    "skills": ("skill_manager", SkillService),
+}
+"""Each slot of :class:`AgentServices`: the role that fills it and the protocol it offers."""
+
+
 @dataclass(frozen=True)
 class AgentServices:
-    """What components offer an agent at construction (constructor injection).
+    """What components offer the agent, and each other, at construction.
+
+    The builder fills each slot with the component of the slot's role (at most one per
+    role offers a service; :data:`SERVICE_SLOTS`) that implements the slot's protocol, or
+    ``None``; it hands the result to the agent's constructor and to every component's
+    :meth:`Component.wire`. A third-party component offers a service by having the role and
+    the methods; it imports nothing of the built-ins.
 
     Attributes:
-        replay: the replay role's batch source, or ``None`` when no replay is configured.
+        replay: the replay role's batch source.
+        sequences: the replay, when it also serves sequences (world models train on them).
+        world_model: the world model role's :class:`WorldModelService`.
+        weights: the hypernetwork role's :class:`WeightService`.
+        skills: the skill-manager role's :class:`SkillService`.
     """
 
     replay: BatchSource | None = None
+    sequences: SequenceSource | None = None
+    world_model: WorldModelService | None = None
+    weights: WeightService | None = None
+    skills: SkillService | None = None
 
 
 class ScalarLogger(Protocol):
@@ -343,7 +424,11 @@ class Component:
     def on_run_end(self, ctx: RunContext) -> None:
         """The run finished."""
 
-    # --- learners, loss terms and state ----------------------------------------------
+    # --- services, learners, loss terms and state ------------------------------------
+    def wire(self, services: AgentServices) -> None:
+        """Receive the run's services once every component is built (the builder's second
+        step), before the run starts: a world model takes ``services.sequences`` here."""
+
     def learners(self) -> Sequence[Learner]:
         """Learners this component owns, trained by the runner after the agent (a world
         model, a hypernetwork). Their state belongs in this component's :meth:`state_dict`,

@@ -12,11 +12,10 @@ mixes tasks). The chunks being filled are sampled like stored ones: an agent tha
 online sees its latest steps at once.
 
 Episode boundaries. A step continues the stored episode of its env when the env's
-previous step neither terminated nor was truncated, the task is the same, and its
-``obs`` is that step's ``next_obs``; otherwise it starts a new episode, whose reset
-observation is stored as a first row. The last check catches a runner that resets its
-env without ending the episode (at a window boundary); it is an identity test when the
-caller passes the same array on, an equality test otherwise.
+previous step neither terminated nor was truncated, the task is the same, and the step is
+not an episode's first (``Step.first``, set by the runner after every reset, window
+boundaries included); otherwise it starts a new episode, whose reset observation is stored
+as a first row.
 
 Several writers (WMAR's short- and long-term buffers) may hold the same chunk; it is stored
 once and its slot is freed when no writer holds it any more.
@@ -62,6 +61,7 @@ class StepBatch:
         truncated: ``[T]`` bool.
         task_id: the task of every step, ``None`` when unknown.
         env_index: the training env that produced them.
+        first: ``[T]`` bool, :attr:`Step.first` of each: the step starts an episode.
     """
 
     obs: np.ndarray
@@ -72,6 +72,7 @@ class StepBatch:
     truncated: np.ndarray
     task_id: int | None = None
     env_index: int = 0
+    first: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.obs)
@@ -97,6 +98,7 @@ class StepBatch:
             truncated=np.array([s.truncated for s in steps], np.bool_),
             task_id=first.task_id,
             env_index=first.env_index,
+            first=np.array([s.first for s in steps], np.bool_),
         )
 
 
@@ -106,8 +108,6 @@ class _Stream:
 
     slot: int
     open: bool = False
-    last_obs: Any = None
-    """The caller's ``next_obs`` array last stored (for the identity test); not saved."""
 
 
 class ChunkReplayBuffer:
@@ -189,10 +189,7 @@ class ChunkReplayBuffer:
         storage = self.storage
         stream = self._stream(step.env_index, step.task_id)
         slot = stream.slot
-        continues = stream.open and (
-            step.obs is stream.last_obs
-            or np.array_equal(storage.obs[storage.last_row(slot)], storage.as_obs(step.obs))
-        )
+        continues = stream.open and not step.first
         if not continues:
             if storage.count[slot] == 0:
                 storage.clear(slot)  # drop a carried frame: that episode did not go on
@@ -203,32 +200,30 @@ class ChunkReplayBuffer:
             storage.append(slot, step.action, step.reward, step.next_obs, step.terminated)
         )
         stream.open = not (step.terminated or step.truncated)
-        stream.last_obs = step.next_obs
         if storage.fill[slot] == storage.rows:
             self._complete(stream, carry=stream.open)
 
     def add_batch(self, steps: StepBatch) -> None:
         """Store consecutive steps of one env at once; the same result as :meth:`add` each.
 
-        Within the batch a step continues its predecessor's episode when that one neither
-        terminated nor was truncated and its ``obs`` equals the predecessor's ``next_obs``.
+        Within the batch a step continues its predecessor's episode unless that one
+        terminated or was truncated or the step is an episode's first (``steps.first``).
+
+        Raises:
+            ValueError: ``steps.first`` is not given.
         """
         storage = self.storage
         n = len(steps)
         if n == 0:
             return
+        if steps.first is None:
+            raise ValueError("add_batch needs steps.first (StepBatch.from_steps fills it)")
         stream = self._stream(steps.env_index, steps.task_id)
         ended = np.asarray(steps.terminated, bool) | np.asarray(steps.truncated, bool)
+        first = np.asarray(steps.first, bool)
         new = np.ones(n, dtype=np.bool_)
-        new[0] = not (
-            stream.open
-            and np.array_equal(
-                storage.obs[storage.last_row(stream.slot)], storage.as_obs(steps.obs[0])
-            )
-        )
-        equal = steps.obs[1:] == steps.next_obs[:-1]
-        same = equal.all(axis=tuple(range(1, equal.ndim)))
-        new[1:] = ended[:-1] | ~same
+        new[0] = not stream.open or bool(first[0])
+        new[1:] = ended[:-1] | first[1:]
         # Rows written up to and including step t: its own, plus a first row if it is new.
         rows_through = np.cumsum(1 + new)
         t = 0
@@ -255,7 +250,6 @@ class ChunkReplayBuffer:
             self.ends[0].add(ends)
             t = end
             stream.open = not ended[t - 1]
-            stream.last_obs = None
             if storage.fill[slot] == storage.rows:
                 self._complete(stream, carry=stream.open)
 

@@ -196,6 +196,7 @@ class Rollout:
         "truncated",
         "task_ids",
         "env_index",
+        "first",
     )
 
     def __init__(self) -> None:
@@ -216,6 +217,7 @@ class Rollout:
             step.truncated,
             -1 if step.task_id is None else step.task_id,
             step.env_index,
+            step.first,
         )
         for field, value in zip(self.FIELDS, values, strict=True):
             self.columns[field].append(value)
@@ -489,11 +491,10 @@ class PPOAgent(Agent):
         self.rollout = Rollout()
         obs, next_obs, env_index = columns["obs"], columns["next_obs"], columns["env_index"]
         n = len(obs)
-        # A piece continues into the next row only if that row is the same env's next step.
+        # A piece continues into the next row only if that row is the same env's next step
+        # of the same episode (rows are env by env in time order; Step.first marks resets).
         continues = np.zeros(n, dtype=bool)
-        continues[:-1] = (env_index[:-1] == env_index[1:]) & np.all(
-            (next_obs[:-1] == obs[1:]).reshape(n - 1, -1), axis=1
-        )
+        continues[:-1] = (env_index[:-1] == env_index[1:]) & ~columns["first"][1:]
         ends = columns["terminated"] | columns["truncated"] | ~continues
         task_ids = torch.as_tensor(columns["task_ids"], dtype=torch.int64)
         with torch.no_grad():

@@ -255,6 +255,7 @@ def _check_run(
     probe = _BatchProbe(env_spec)
     try:
         services = services_from([component])
+        component.wire(services)
         agent = agent_factory(env_spec, services, seed)
         evaluation = EvalConfig(every=max(1, steps_per_task // 2), episodes=1)
         runner = Runner(scenario, agent, [component, probe], evaluation, seed)
@@ -586,6 +587,8 @@ def check_agent(
         for component in components:
             component.name = component.name or "replay"
         services = services_from(components)
+        for component in components:
+            component.wire(services)
         agent = agent_cls(config, env_spec, services, seed)
         runner = Runner(scenario, agent, components, EvalConfig(every=32, episodes=1), seed)
         result = runner.run()

@@ -62,12 +62,13 @@ def feed(
     terminated: bool = False,
     truncated: bool = False,
     env_index: int = 0,
+    first: bool = False,
 ) -> None:
     """Act on ``obs`` (caching the log-prob) and observe the resulting transition."""
     o = np.array(obs, np.float32)
     action = agent.act(o, 0, explore=True)
-    step = Step(o, action, reward, np.array(next_obs, np.float32), terminated, truncated, 0, 0)
-    agent.observe(step if env_index == 0 else Step(**{**vars(step), "env_index": env_index}))
+    next_o = np.array(next_obs, np.float32)
+    agent.observe(Step(o, action, reward, next_o, terminated, truncated, 0, 0, env_index, first))
 
 
 # --- GAE and the objective by hand ------------------------------------------------------
@@ -141,7 +142,8 @@ def test_rollout_advantages_bootstrap_truncations_and_cuts_not_terminations() ->
 
     a: (1,0) -> (2,0), r 1, continues into b.      delta 1 + 1.8 - 1 = 1.8
     b: (2,0) -> (3,0), r 0, truncated.              delta 0 + 2.7 - 2 = 0.7
-    c: (4,0) -> (5,0), r 1; the next step starts elsewhere (a window cut): ends, bootstraps.
+    c: (4,0) -> (5,0), r 1, starts an episode (after b's truncation); the next step starts
+       another (Step.first: a window cut), so c's piece ends there and bootstraps.
                                                     delta 1 + 4.5 - 4 = 1.5
     d: (6,0) -> (7,0), r 2, terminated.             delta 2 - 6 = -4
     A = (1.8 + 0.45 * 0.7, 0.7, 1.5, -4).
@@ -151,9 +153,9 @@ def test_rollout_advantages_bootstrap_truncations_and_cuts_not_terminations() ->
     set_linear_critic(agent, [1.0, 0.0])
     feed(agent, [1, 0], [2, 0], 1.0)
     feed(agent, [2, 0], [3, 0], 0.0, truncated=True)
-    feed(agent, [4, 0], [5, 0], 1.0)
+    feed(agent, [4, 0], [5, 0], 1.0, first=True)
     assert list(agent.batches(3)) == []  # not full yet
-    feed(agent, [6, 0], [7, 0], 2.0, terminated=True)
+    feed(agent, [6, 0], [7, 0], 2.0, terminated=True, first=True)
     batch = only_batch(agent)
     by_obs = {float(o[0]): i for i, o in enumerate(batch.obs)}
     got = [batch.advantages[by_obs[x]].item() for x in (1.0, 2.0, 4.0, 6.0)]

@@ -42,6 +42,7 @@ def episode(number: int, length: int, ending: str, task: int | None = 0) -> list
                 truncated=last and ending == "truncated",
                 task_id=task,
                 global_step=0,
+                first=t == 0,
             )
         )
     return steps
@@ -110,7 +111,7 @@ def test_transitions_are_exactly_the_steps_and_never_cross_episodes() -> None:
     assert torch.equal(sample.next_obs[:, 0], sample.obs[:, 0] + 1)  # the next step
 
 
-def test_a_reset_without_end_flags_starts_a_new_episode() -> None:
+def test_a_first_step_without_end_flags_starts_a_new_episode() -> None:
     replay = fifo()
     for step in episode(0, 3, "cut") + episode(1, 2, "cut"):
         replay.add(step)

@@ -1,0 +1,91 @@
+"""Service slots filled by role, and the builder's second wiring step."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+import torch
+
+from l2rl.builder import build_run, services_from
+from l2rl.config import ConfigError, PluginConfig, parse_config
+from l2rl.core import AgentServices, Component
+from l2rl.testing import fake_scenario
+from l2rl.types import EnvSpec
+
+ENV_SPEC: EnvSpec = fake_scenario(1, 4).env_spec()
+
+
+def component(cls: type[Component], name: str) -> Component:
+    built = cls(PluginConfig(), ENV_SPEC)
+    built.name = name
+    return built
+
+
+class Model(Component):
+    """Offers the world-model service."""
+
+    role = "world_model"
+
+    def features(self, state: Any) -> torch.Tensor:
+        return torch.as_tensor(state)
+
+    def imagine(self, start: Any, policy: Any, horizon: int) -> Any:
+        return [start] * horizon
+
+
+class Hyper(Component):
+    """Offers generated weights."""
+
+    role = "hypernetwork"
+
+    def weights(self, task: int | None) -> Mapping[str, torch.Tensor]:
+        return {"weight": torch.full((1,), float(task or 0))}
+
+
+class Ensemble(Component):
+    """A world-model-role component that offers no service (e.g. a disagreement ensemble)."""
+
+    role = "world_model"
+
+
+def test_slots_are_filled_by_role_and_protocol() -> None:
+    model, hyper = component(Model, "model"), component(Hyper, "hyper")
+    services = services_from([hyper, model])
+    assert services.world_model is model
+    assert services.weights is hyper
+    assert services.replay is None and services.sequences is None and services.skills is None
+    assert services_from([component(Ensemble, "ensemble")]).world_model is None
+
+
+def test_two_components_of_a_serving_role_are_an_error() -> None:
+    with pytest.raises(ConfigError, match="at most one component may have role 'world_model'"):
+        services_from([component(Model, "a"), component(Ensemble, "b")])
+
+
+def test_the_replay_serves_sequences_and_every_component_is_wired(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wired: list[tuple[str, AgentServices]] = []
+
+    def record(self: Component, services: AgentServices) -> None:
+        wired.append((self.name, services))
+
+    monkeypatch.setattr(Component, "wire", record)
+    config = parse_config(
+        {
+            "name": "t",
+            "scenario": {"name": "cartpole-variants", "steps_per_task": 100},
+            "agent": {"name": "dqn"},
+            "replay": {"name": "fifo", "options": {"capacity": 100}},
+            "components": [{"name": "l2"}],
+            "evaluation": {"every": 50},
+        }
+    )
+    built = build_run(config, seed=0)
+    replay = built.components[0]
+    assert built.agent.services.replay is replay
+    assert built.agent.services.sequences is replay  # chunked replays serve sequences too
+    assert [name for name, _ in wired] == ["fifo", "l2"]
+    assert all(services is built.agent.services for _, services in wired)
