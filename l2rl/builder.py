@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from l2rl import registry
-from l2rl.config import ConfigError, PluginRef, RunConfig, validate_options
+from l2rl.config import ConfigError, EvalConfig, PluginRef, RunConfig, validate_options
 from l2rl.core import SERVICE_SLOTS, Agent, AgentServices, BatchSource, Component
 from l2rl.hooks import overridden_hooks
+from l2rl.runner import Runner
 from l2rl.scenario import Scenario, TaskFamily
 from l2rl.types import EnvSpec
 
@@ -29,6 +30,21 @@ class BuiltRun:
     env_spec: EnvSpec
     agent: Agent
     components: list[Component]
+    evaluation: EvalConfig
+    seed: int
+
+    def runner(self, **options: Any) -> Runner:
+        """The :class:`~l2rl.runner.Runner` of this run; ``options`` are its keyword
+        arguments (recorder, progress, checkpoint_path, ...)."""
+        return Runner(
+            self.scenario,
+            self.agent,
+            self.components,
+            self.evaluation,
+            self.seed,
+            env_spec=self.env_spec,
+            **options,
+        )
 
 
 def _load_plugin(group: registry.Group, name: str) -> Any:
@@ -140,7 +156,14 @@ def build_run(config: RunConfig, seed: int, scenario: Scenario | None = None) ->
     for component in components:  # second wiring step: components get services too
         component.wire(services)
     agent = build_agent(config.agent, env_spec, services, seed)
-    return BuiltRun(scenario=scenario, env_spec=env_spec, agent=agent, components=components)
+    return BuiltRun(
+        scenario=scenario,
+        env_spec=env_spec,
+        agent=agent,
+        components=components,
+        evaluation=config.evaluation,
+        seed=seed,
+    )
 
 
 def check_config(config: RunConfig) -> None:

@@ -51,7 +51,7 @@ from l2rl.logging.recorder import DiskRecorder, Recorder
 from l2rl.manifest import environment_manifest
 from l2rl.metrics import HEADLINE_METRICS, RunMetrics, summarize_run
 from l2rl.progress import ProgressDisplay
-from l2rl.runner import NonFiniteError, Runner
+from l2rl.runner import NonFiniteError
 from l2rl.scenario import Scenario
 from l2rl.types import EvalRecord
 
@@ -119,15 +119,7 @@ def reference_for_task(
     single = scenario.single_task(task_index)
     built = build_run(reference_config(config), seed, scenario=single)
     with ProgressDisplay(single.total_steps, f"reference {single.tasks[0].name}", progress) as bar:
-        run = Runner(
-            single,
-            built.agent,
-            built.components,
-            config.evaluation,
-            seed,
-            progress=bar,
-            env_spec=built.env_spec,
-        ).run()
+        run = built.runner(progress=bar).run()
     # Written whole and renamed, so an interrupted reference run is never taken as done.
     atomic_write_text(done, "".join(json.dumps(record_to_row(r)) + "\n" for r in run.records))
     return run.records
@@ -196,16 +188,8 @@ def _train_and_measure(
     recorder: Recorder = DiskRecorder(run_dir)
     (run_dir / FAILED_FILE).unlink(missing_ok=True)
     with ProgressDisplay(scenario.total_steps, f"seed {seed}", config.progress) as bar:
-        runner = Runner(
-            scenario,
-            built.agent,
-            built.components,
-            config.evaluation,
-            seed,
-            recorder=recorder,
-            progress=bar,
-            checkpoint_path=run_dir / "checkpoint.pt",
-            env_spec=built.env_spec,
+        runner = built.runner(
+            recorder=recorder, progress=bar, checkpoint_path=run_dir / "checkpoint.pt"
         )
         try:
             runner.run(resume=checkpoint, previous_records=previous)
