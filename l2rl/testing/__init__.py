@@ -25,6 +25,7 @@ from l2rl.testing.fakes import (
     fake_scenario,
     fake_tasks,
 )
+from l2rl.testing.scenario_check import check_scenario
 
 __all__ = [
     "ConformanceError",
@@ -37,6 +38,7 @@ __all__ = [
     "RecordingComponent",
     "check_agent",
     "check_component",
+    "check_scenario",
     "fake_scenario",
     "fake_tasks",
     "orphan_gradients",

@@ -12,6 +12,7 @@ MODULES = (
     "l2rl.core",
     "l2rl.manifest",
     "l2rl.testing.conformance",
+    "l2rl.testing.scenario_check",
 )
 
 
