@@ -13,6 +13,8 @@ Each module holds the method's math as a plain object that works on any ``torch.
 
 They protect ``agent.networks()``. EWC and behaviour cloning also need an agent that
 exposes its policy (:class:`~l2rl.core.PolicyAgent`). Shared pieces: :mod:`.params`
-(parameters by name, weighted distances), :mod:`.memory` (reservoir, episodic memory),
-:mod:`.adapters` (framework-facing checks).
+(parameters by name, weighted distances, the quadratic penalties' base
+:class:`~.params.QuadraticPenalty`), :mod:`.memory` (reservoir, episodic memory),
+:mod:`.adapters` (framework-facing checks, and the adapters' skeletons: a penalty as a
+loss term, a sample of each window for use at its end).
 """

@@ -22,10 +22,10 @@ import torch
 from pydantic import Field, PositiveInt
 
 from l2rl.config import PluginConfig
-from l2rl.core import Agent, Component, RunContext
+from l2rl.core import Agent, RunContext
 from l2rl.types import EnvSpec, Step, TaskInfo, TransitionBatch
 
-from .adapters import space_field, stream_seed, task_id_or_unknown, warn_without_boundaries
+from .adapters import WindowSampling, space_field, stream_seed, task_id_or_unknown
 from .memory import EpisodicMemory, Reservoir
 from .params import trainable_parameters
 
@@ -80,7 +80,7 @@ def _unsuitable(agent: Agent, why: str) -> str:
     )
 
 
-class AGEM(Component):
+class AGEM(WindowSampling):
     """Component ``agem``: projects each update's gradient against an episodic memory.
 
     During a window it keeps a uniform sample (reservoir) of the window's transitions; at
@@ -96,8 +96,6 @@ class AGEM(Component):
     task end.
     """
 
-    role = "regularizer"
-
     class Config(PluginConfig):
         """Options of A-GEM."""
 
@@ -110,6 +108,7 @@ class AGEM(Component):
         )
 
     config: Config
+    sample_stream = _SAMPLE_STREAM
 
     def __init__(self, config: Config, env_spec: EnvSpec) -> None:
         super().__init__(config, env_spec)
@@ -138,26 +137,19 @@ class AGEM(Component):
         declared = _declared_batch_type(ctx.agent)
         if declared is not None and not issubclass(TransitionBatch, declared):
             raise TypeError(_unsuitable(ctx.agent, f"it takes {declared.__name__}"))
-        warn_without_boundaries(ctx, f"regularizer {self.name!r}")
-        self.window.reseed(stream_seed(ctx, _SAMPLE_STREAM))
+        super().on_run_start(ctx)
         self.memory.reseed(stream_seed(ctx, _MEMORY_STREAM))
 
-    def on_task_start(self, ctx: RunContext, task: TaskInfo) -> None:
-        """A new window: sample its transitions from scratch."""
-        self.window.clear()
-
-    def on_step(self, ctx: RunContext, step: Step) -> None:
-        """Offer the transition to the window's sample."""
-        self.window.add(
-            {
-                "obs": step.obs,
-                "actions": step.action,
-                "rewards": step.reward,
-                "next_obs": step.next_obs,
-                "terminated": step.terminated,
-                "task_ids": task_id_or_unknown(step.task_id),
-            }
-        )
+    def _window_row(self, step: Step) -> dict[str, Any]:
+        """The whole transition."""
+        return {
+            "obs": step.obs,
+            "actions": step.action,
+            "rewards": step.reward,
+            "next_obs": step.next_obs,
+            "terminated": step.terminated,
+            "task_ids": task_id_or_unknown(step.task_id),
+        }
 
     def after_backward(self, ctx: RunContext) -> None:
         """Project ``.grad`` if it conflicts with the memory's reference gradient."""

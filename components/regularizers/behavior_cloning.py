@@ -37,16 +37,10 @@ from torch.distributions import (
 )
 
 from l2rl.config import PluginConfig
-from l2rl.core import Component, RunContext
-from l2rl.types import EnvSpec, Losses, Step, TaskInfo
+from l2rl.core import RunContext
+from l2rl.types import EnvSpec, Losses, TaskInfo
 
-from .adapters import (
-    observation_fields,
-    require_policy_agent,
-    stream_seed,
-    task_id_or_unknown,
-    warn_without_boundaries,
-)
+from .adapters import WindowSampling, observation_fields, require_policy_agent, stream_seed
 from .memory import EpisodicMemory, Reservoir
 
 _SAMPLE_STREAM = 0xBC00
@@ -123,7 +117,7 @@ def clone_losses(
     return kl_weight * kl, value_weight * value
 
 
-class BehaviorCloning(Component):
+class BehaviorCloning(WindowSampling):
     """Component ``behavior-cloning``: ``loss_bc_kl`` and ``loss_bc_value`` on a memory batch.
 
     During a window it keeps a uniform sample of the window's observations; at the window's
@@ -131,8 +125,6 @@ class BehaviorCloning(Component):
     memory. The agent must be a :class:`~l2rl.core.PolicyAgent`. A task-agnostic run has
     no task ends, so the memory stays empty and no loss is added (it warns).
     """
-
-    role = "regularizer"
 
     class Config(PluginConfig):
         """Options of behaviour cloning (CLEAR's weights)."""
@@ -153,6 +145,7 @@ class BehaviorCloning(Component):
         )
 
     config: Config
+    sample_stream = _SAMPLE_STREAM
 
     def __init__(self, config: Config, env_spec: EnvSpec) -> None:
         super().__init__(config, env_spec)
@@ -164,17 +157,8 @@ class BehaviorCloning(Component):
     def on_run_start(self, ctx: RunContext) -> None:
         """Check the agent, seed sample and memory, warn without task boundaries."""
         require_policy_agent(ctx.agent, f"regularizer {self.name!r}")
-        warn_without_boundaries(ctx, f"regularizer {self.name!r}")
-        self.window.reseed(stream_seed(ctx, _SAMPLE_STREAM))
+        super().on_run_start(ctx)
         self.memory.reseed(stream_seed(ctx, _MEMORY_STREAM))
-
-    def on_task_start(self, ctx: RunContext, task: TaskInfo) -> None:
-        """A new window: sample its observations from scratch."""
-        self.window.clear()
-
-    def on_step(self, ctx: RunContext, step: Step) -> None:
-        """Offer the observation to the window's sample."""
-        self.window.add({"obs": step.obs, "task_ids": task_id_or_unknown(step.task_id)})
 
     def on_task_end(self, ctx: RunContext, task: TaskInfo) -> None:
         """Record the final policy and value on the window's sample as the task's memory."""

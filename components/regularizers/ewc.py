@@ -19,36 +19,34 @@ own code keeps instead one summed Fisher and the latest anchor, which is online 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Protocol
+from typing import Any
 
 import torch
 from pydantic import Field, PositiveInt
 from torch import nn
 
 from l2rl.config import PluginConfig
-from l2rl.core import Component, RunContext
-from l2rl.types import EnvSpec, Losses, Step, TaskInfo
+from l2rl.core import RunContext
+from l2rl.types import EnvSpec, TaskInfo
 
 from .adapters import (
+    PenaltyRegularizer,
+    WindowSampling,
     observation_fields,
     require_policy_agent,
     stream_seed,
-    task_id_or_unknown,
-    warn_without_boundaries,
 )
 from .memory import Reservoir
 from .params import (
-    Layout,
+    QuadraticPenalty,
     Tensors,
     check_layout,
-    flat_parameters,
     flat_snapshot,
     flatten,
     layout_from,
     layout_of,
     trainable_parameters,
     unflatten,
-    weighted_squared_distance,
 )
 
 Policy = Callable[[torch.Tensor, torch.Tensor], torch.distributions.Distribution]
@@ -108,7 +106,36 @@ def diagonal_fisher(
     return {name: value / len(obs) for name, value in total.items()}
 
 
-class EWCPenalty:
+class FisherPenalty(QuadraticPenalty):
+    """What :class:`FisherRegularizer` holds: ``lambda/2 * sum F (theta - theta*)^2`` terms.
+
+    ``strength`` is ``lambda``; each Fisher taken in is clipped to at least
+    ``fisher_floor`` (see :class:`EWCPenalty`).
+    """
+
+    scale = 0.5
+
+    def __init__(self, strength: float, fisher_floor: float = 1e-5) -> None:
+        super().__init__(strength)
+        self.fisher_floor = fisher_floor
+
+    def consolidate(self, task: int, module: nn.Module, fisher: Mapping[str, torch.Tensor]) -> None:
+        """Take in the Fisher and weights at the end of ``task``."""
+        raise NotImplementedError
+
+    def _clipped(self, module: nn.Module, fisher: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``fisher`` flat and clipped; the layout becomes the module's.
+
+        Raises:
+            KeyError: the module or the Fisher has other parameters than the terms held.
+        """
+        if self.active:
+            check_layout(module, self.layout, self.what)
+        self.layout = layout_of(module)
+        return flatten(fisher, self.layout).clamp_min(self.fisher_floor)
+
+
+class EWCPenalty(FisherPenalty):
     """``lambda/2 * sum_t sum_i F_{t,i} (theta_i - theta*_{t,i})^2``, one term per task.
 
     Args:
@@ -117,18 +144,17 @@ class EWCPenalty:
             so that no parameter is left entirely free.
     """
 
+    what = "the EWC penalty"
+    missing = "no task"
+
     def __init__(self, strength: float, fisher_floor: float = 1e-5) -> None:
-        self.strength = strength
-        self.fisher_floor = fisher_floor
+        super().__init__(strength, fisher_floor)
         self.terms: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         """task -> (Fisher, anchor), flat, of that task's end; a revisit replaces its own."""
-        self.layout: Layout = ()
-        """The parameters the flat vectors are laid out for."""
 
-    @property
-    def active(self) -> bool:
-        """Whether any task was consolidated."""
-        return bool(self.terms)
+    def _weighted_anchors(self) -> list[tuple[torch.Tensor | None, torch.Tensor]]:
+        """Every task's term."""
+        return list(self.terms.values())
 
     def consolidate(self, task: int, module: nn.Module, fisher: Mapping[str, torch.Tensor]) -> None:
         """Add (or replace) task ``task``'s term: its clipped Fisher and the current weights.
@@ -136,26 +162,7 @@ class EWCPenalty:
         Raises:
             KeyError: the module or the Fisher has other parameters than earlier terms.
         """
-        if self.terms:
-            check_layout(module, self.layout, "the EWC penalty")
-        self.layout = layout_of(module)
-        clipped = flatten(fisher, self.layout).clamp_min(self.fisher_floor)
-        self.terms[task] = (clipped, flat_snapshot(module))
-
-    def __call__(self, module: nn.Module) -> torch.Tensor:
-        """The penalty, differentiable in the module's parameters.
-
-        Raises:
-            RuntimeError: nothing was consolidated yet.
-        """
-        if not self.terms:
-            raise RuntimeError("EWCPenalty has no task yet: call consolidate() first")
-        check_layout(module, self.layout, "the EWC penalty")
-        theta = flat_parameters(module)
-        total = torch.stack(
-            [weighted_squared_distance(theta, anchor, f) for f, anchor in self.terms.values()]
-        ).sum()
-        return 0.5 * self.strength * total
+        self.terms[task] = (self._clipped(module, fisher), flat_snapshot(module))
 
     def state_dict(self) -> dict[str, Any]:
         """Every task's Fisher and anchor, by parameter name."""
@@ -174,31 +181,6 @@ class EWCPenalty:
             int(task): (flatten(term["fisher"], self.layout), flatten(term["anchor"], self.layout))
             for task, term in terms.items()
         }
-
-
-class FisherPenalty(Protocol):
-    """What :class:`FisherRegularizer` needs of a Fisher-weighted penalty."""
-
-    @property
-    def active(self) -> bool:
-        """Whether the penalty has anything to hold the network to."""
-        ...
-
-    def consolidate(self, task: int, module: nn.Module, fisher: Mapping[str, torch.Tensor]) -> None:
-        """Take in the Fisher and weights at the end of ``task``."""
-        ...
-
-    def __call__(self, module: nn.Module) -> torch.Tensor:
-        """The penalty."""
-        ...
-
-    def state_dict(self) -> dict[str, Any]:
-        """The penalty's state."""
-        ...
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore the penalty's state."""
-        ...
 
 
 class FisherConfig(PluginConfig):
@@ -224,7 +206,7 @@ class FisherConfig(PluginConfig):
     )
 
 
-class FisherRegularizer(Component):
+class FisherRegularizer(WindowSampling, PenaltyRegularizer):
     """Shared adapter of EWC and online EWC: sample the window, estimate F at its end.
 
     The agent must be a :class:`~l2rl.core.PolicyAgent`; ``networks()`` are the
@@ -232,16 +214,21 @@ class FisherRegularizer(Component):
     (the component warns).
     """
 
-    role = "regularizer"
-    loss_key: ClassVar[str]
     config: FisherConfig
+    penalty: FisherPenalty
+    sample_stream = _SAMPLE_STREAM
 
     def __init__(self, config: FisherConfig, env_spec: EnvSpec) -> None:
         super().__init__(config, env_spec)
         self.penalty = self._make_penalty(config)
-        self.samples = Reservoir(
+        self.window = Reservoir(
             config.fisher_samples, observation_fields(env_spec.observation_space), _SAMPLE_STREAM
         )
+
+    @property
+    def samples(self) -> Reservoir:
+        """The window's sample of observations (:attr:`window`), saved as ``samples``."""
+        return self.window
 
     def _make_penalty(self, config: Any) -> FisherPenalty:
         """The penalty this method keeps; each subclass names its own."""
@@ -250,23 +237,14 @@ class FisherRegularizer(Component):
     def on_run_start(self, ctx: RunContext) -> None:
         """Check the agent, seed the sample, warn if the run has no task boundaries."""
         require_policy_agent(ctx.agent, f"regularizer {self.name!r}")
-        warn_without_boundaries(ctx, f"regularizer {self.name!r}")
-        self.samples.reseed(stream_seed(ctx, _SAMPLE_STREAM))
-
-    def on_task_start(self, ctx: RunContext, task: TaskInfo) -> None:
-        """A new window: sample its observations from scratch."""
-        self.samples.clear()
-
-    def on_step(self, ctx: RunContext, step: Step) -> None:
-        """Offer the observation to the window's sample."""
-        self.samples.add({"obs": step.obs, "task_ids": task_id_or_unknown(step.task_id)})
+        super().on_run_start(ctx)
 
     def on_task_end(self, ctx: RunContext, task: TaskInfo) -> None:
         """Estimate this task's Fisher on the window's sample and consolidate."""
-        if len(self.samples) == 0:
+        if len(self.window) == 0:
             return
         agent = require_policy_agent(ctx.agent, f"regularizer {self.name!r}")
-        rows = self.samples.rows()
+        rows = self.window.rows()
         network = ctx.agent.networks()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(stream_seed(ctx, _FISHER_STREAM, task.block))
@@ -282,20 +260,14 @@ class FisherRegularizer(Component):
         count = sum(f.numel() for f in fisher.values())
         ctx.logger.scalar(f"{self.name}/fisher_mean", total / count, ctx.global_step)
 
-    def losses(self, ctx: RunContext, batch: Any) -> Losses:
-        """The penalty once a task was consolidated."""
-        if not self.penalty.active:
-            return {}
-        return {self.loss_key: self.penalty(ctx.agent.networks())}
-
     def state_dict(self) -> dict[str, Any]:
         """The penalty and the current window's sample."""
-        return {"penalty": self.penalty.state_dict(), "samples": self.samples.state_dict()}
+        return {"penalty": self.penalty.state_dict(), "samples": self.window.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         self.penalty.load_state_dict(state["penalty"])
-        self.samples.load_state_dict(state["samples"])
+        self.window.load_state_dict(state["samples"])
 
 
 class EWCRegularizer(FisherRegularizer):

@@ -6,12 +6,14 @@ SI) are all ``sum_i w_i (theta_i - theta*_i)^2`` for some weights ``w`` and anch
 four per parameter tensor, which halves the cost of an EWC penalty on a small MLP. The
 :data:`Layout` (names and shapes, in the module's order) turns a flat vector back into
 ``{parameter name: tensor}`` for saving and inspection, and catches a vector made for a
-different network.
+different network. :class:`QuadraticPenalty` is what the four penalties share: the loss
+term over their ``(w, theta*)`` terms and their state by parameter name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -100,3 +102,76 @@ def weighted_squared_distance(
     """``sum_i w_i (theta_i - anchor_i)^2`` over flat vectors (``w = 1`` when None)."""
     squared = (theta - anchor).pow(2)
     return (squared if weights is None else squared * weights).sum()
+
+
+class QuadraticPenalty:
+    """``scale * strength * sum_terms sum_i w_i (theta_i - theta*_i)^2`` over flat vectors.
+
+    The skeleton of the L2, EWC, online EWC and SI penalties. A subclass says which
+    ``(w, theta*)`` terms it holds (:meth:`_weighted_anchors`; none before its first
+    consolidation) and names the flat vectors it keeps (:attr:`vectors`); the loss and the
+    state by parameter name follow here.
+
+    Args:
+        strength: the penalty's ``lambda`` (SI's ``c``).
+    """
+
+    scale: ClassVar[float] = 1.0
+    """Factor before ``strength`` (the Fisher penalties' ``1/2``)."""
+    vectors: ClassVar[tuple[str, ...]] = ("anchor",)
+    """Attributes holding flat vectors (or ``None``), saved by parameter name in this order."""
+    what: ClassVar[str]
+    """What a layout mismatch names: the state laid out for other parameters."""
+    missing: ClassVar[str]
+    """What a penalty without terms lacks, for its error."""
+
+    def __init__(self, strength: float) -> None:
+        self.strength = strength
+        self.layout: Layout = ()
+        """The parameters the flat vectors are laid out for."""
+
+    def _weighted_anchors(self) -> list[tuple[torch.Tensor | None, torch.Tensor]]:
+        """``(w, theta*)`` of each term held (``w = None``: unweighted)."""
+        raise NotImplementedError
+
+    @property
+    def active(self) -> bool:
+        """Whether any task was consolidated (the penalty has a term)."""
+        return bool(self._weighted_anchors())
+
+    def __call__(self, module: nn.Module) -> torch.Tensor:
+        """The penalty, differentiable in the module's parameters.
+
+        Raises:
+            RuntimeError: nothing was consolidated yet.
+            KeyError: the module has other parameters than the terms were made for.
+        """
+        terms = self._weighted_anchors()
+        if not terms:
+            raise RuntimeError(
+                f"{type(self).__name__} has {self.missing} yet: call consolidate() first"
+            )
+        check_layout(module, self.layout, self.what)
+        theta = flat_parameters(module)
+        distances = [weighted_squared_distance(theta, anchor, w) for w, anchor in terms]
+        # One term (all but multi-task EWC): its distance alone, no stack-and-sum.
+        total = distances[0] if len(distances) == 1 else torch.stack(distances).sum()
+        return self.scale * self.strength * total
+
+    def _named(self, vector: torch.Tensor | None) -> Tensors:
+        """A flat vector by parameter name (empty for ``None``)."""
+        return {} if vector is None else unflatten(vector, self.layout)
+
+    def _flat(self, named: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        """What :meth:`_named` returned, flat again (``None`` for empty)."""
+        return flatten(named, self.layout) if named else None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Each of :attr:`vectors` by parameter name (empty where not made)."""
+        return {name: self._named(getattr(self, name)) for name in self.vectors}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.layout = layout_from(state["anchor"])
+        for name in self.vectors:
+            setattr(self, name, self._flat(state[name]))

@@ -15,50 +15,39 @@ setting (split MNIST used 1.0).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import torch
 from pydantic import Field
 from torch import nn
 
 from l2rl.config import PluginConfig
-from l2rl.core import Component, RunContext
-from l2rl.types import EnvSpec, Losses, TaskInfo, UpdateStats
+from l2rl.core import RunContext
+from l2rl.types import EnvSpec, TaskInfo, UpdateStats
 
-from .adapters import warn_without_boundaries
-from .params import (
-    Layout,
-    check_layout,
-    flat_gradients,
-    flat_parameters,
-    flat_snapshot,
-    flatten,
-    layout_from,
-    layout_of,
-    unflatten,
-    weighted_squared_distance,
-)
+from .adapters import PenaltyRegularizer
+from .params import QuadraticPenalty, check_layout, flat_gradients, flat_snapshot, layout_of
 
 
-class SIPenalty:
+class SIPenalty(QuadraticPenalty):
     """The path integral of each parameter's contribution to the loss, and its penalty.
 
     Call :meth:`begin` once (the start anchor), then around every optimiser step
     :meth:`record_gradient` (gradients present, not applied) and :meth:`record_step`
     (parameters changed), and :meth:`consolidate` at each task end. Vectors are flat over
-    the module's trainable parameters (:mod:`.params`).
+    the module's trainable parameters (:mod:`.params`); the penalty is
+    ``c * sum_k Omega_k (theta_k - theta~_k)^2``.
 
     Args:
         strength: ``c``.
         damping: ``xi``.
     """
 
+    vectors = ("anchor", "omega", "path")
+    what = "the SI state"
+    missing = "no importances"
+
     def __init__(self, strength: float, damping: float = 1e-3) -> None:
-        self.strength = strength
+        super().__init__(strength)
         self.damping = damping
-        self.layout: Layout = ()
-        """The parameters the flat vectors are laid out for."""
         self.anchor: torch.Tensor | None = None
         """``theta~``: weights at the start of the current task."""
         self.omega: torch.Tensor | None = None
@@ -68,10 +57,11 @@ class SIPenalty:
         self._grad: torch.Tensor | None = None
         self._before: torch.Tensor | None = None
 
-    @property
-    def active(self) -> bool:
-        """Whether any task was consolidated (the penalty is zero before)."""
-        return self.omega is not None
+    def _weighted_anchors(self) -> list[tuple[torch.Tensor | None, torch.Tensor]]:
+        """The importances and the anchor, once a task was consolidated."""
+        if self.omega is None or self.anchor is None:
+            return []
+        return [(self.omega, self.anchor)]
 
     def begin(self, module: nn.Module) -> None:
         """Start the first task's path from the module's current weights."""
@@ -110,56 +100,21 @@ class SIPenalty:
         """
         if self.anchor is None or self.path is None:
             raise RuntimeError("call begin() before consolidate()")
-        check_layout(module, self.layout, "the SI state")
+        check_layout(module, self.layout, self.what)
         now = flat_snapshot(module)
         added = self.path / ((now - self.anchor).pow(2) + self.damping)
         self.omega = added if self.omega is None else self.omega + added
         self.anchor = now
         self.path = torch.zeros_like(now)
 
-    def __call__(self, module: nn.Module) -> torch.Tensor:
-        """``c * sum_k Omega_k (theta_k - theta~_k)^2``, differentiable in the parameters.
 
-        Raises:
-            RuntimeError: nothing was consolidated yet.
-        """
-        if self.omega is None or self.anchor is None:
-            raise RuntimeError("SIPenalty has no importances yet: call consolidate() first")
-        check_layout(module, self.layout, "the SI state")
-        theta = flat_parameters(module)
-        return self.strength * weighted_squared_distance(theta, self.anchor, self.omega)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Anchor, importances and path integral by parameter name (empty where not made)."""
-
-        def named(vector: torch.Tensor | None) -> dict[str, torch.Tensor]:
-            return {} if vector is None else unflatten(vector, self.layout)
-
-        return {"anchor": named(self.anchor), "omega": named(self.omega), "path": named(self.path)}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        self.layout = layout_from(state["anchor"])
-
-        def flat(named: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
-            return flatten(named, self.layout) if named else None
-
-        self.anchor, self.omega, self.path = (
-            flat(state["anchor"]),
-            flat(state["omega"]),
-            flat(state["path"]),
-        )
-
-
-class SIRegularizer(Component):
+class SIRegularizer(PenaltyRegularizer):
     """Component ``si``: tracks the path integral every update and adds ``loss_si``.
 
     ``g`` is read in ``after_backward`` and ``dtheta`` in ``after_update``, so ``dtheta``
     is the optimiser's actual step (after clipping, momentum and any other component's
     changes). A task-agnostic run has no task ends: nothing is consolidated (it warns).
     """
-
-    role = "regularizer"
 
     class Config(PluginConfig):
         """Options of synaptic intelligence."""
@@ -175,39 +130,32 @@ class SIRegularizer(Component):
         )
 
     config: Config
+    penalty: SIPenalty
+    loss_key = "loss_si"
 
     def __init__(self, config: Config, env_spec: EnvSpec) -> None:
         super().__init__(config, env_spec)
-        self.si = SIPenalty(config.strength, config.damping)
+        self.penalty = SIPenalty(config.strength, config.damping)
+
+    @property
+    def si(self) -> SIPenalty:
+        """The path integral, importances and penalty (:attr:`penalty`)."""
+        return self.penalty
 
     def on_run_start(self, ctx: RunContext) -> None:
         """Start the path at the initial weights (unless restored), warn without boundaries."""
-        warn_without_boundaries(ctx, f"regularizer {self.name!r}")
-        if self.si.anchor is None:
-            self.si.begin(ctx.agent.networks())
-
-    def losses(self, ctx: RunContext, batch: Any) -> Losses:
-        """``loss_si`` once a task was consolidated."""
-        if not self.si.active:
-            return {}
-        return {"loss_si": self.si(ctx.agent.networks())}
+        super().on_run_start(ctx)
+        if self.penalty.anchor is None:
+            self.penalty.begin(ctx.agent.networks())
 
     def after_backward(self, ctx: RunContext) -> None:
         """Read the unregularised gradient and the weights before the step."""
-        self.si.record_gradient(ctx.agent.networks())
+        self.penalty.record_gradient(ctx.agent.networks())
 
     def after_update(self, ctx: RunContext, stats: UpdateStats) -> None:
         """Add this step's ``-g * dtheta`` to the path integral."""
-        self.si.record_step(ctx.agent.networks())
+        self.penalty.record_step(ctx.agent.networks())
 
     def on_task_end(self, ctx: RunContext, task: TaskInfo) -> None:
         """Turn the task's path integral into importances; re-anchor."""
-        self.si.consolidate(ctx.agent.networks())
-
-    def state_dict(self) -> dict[str, Any]:
-        """Anchor, importances and the current task's path integral."""
-        return self.si.state_dict()
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        self.si.load_state_dict(state)
+        self.penalty.consolidate(ctx.agent.networks())
