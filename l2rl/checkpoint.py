@@ -39,7 +39,6 @@ def write_checkpoint(
             "block": block,
             "schedule": schedule,
             "global_step": ctx.global_step,
-            "update_index": ctx.update_index,
             "learner_updates": dict(ctx.learner_updates),
             "episodes": episodes,
             "torch_rng": torch.get_rng_state(),
@@ -74,7 +73,6 @@ def restore_checkpoint(
     for component in components:
         component.load_state_dict(checkpoint["components"][component.name])
     ctx.global_step = int(checkpoint["global_step"])
-    ctx.update_index = int(checkpoint["update_index"])
     ctx.learner_updates.update(checkpoint["learner_updates"])
     torch.set_rng_state(checkpoint["torch_rng"])
     return int(checkpoint["block"]), int(checkpoint["episodes"])

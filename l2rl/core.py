@@ -206,7 +206,7 @@ class RunContext:
         global_step: env steps taken so far (updated by the runner).
         task: the current task in task-aware runs; ``None`` in task-agnostic runs and
             outside training windows.
-        update_index: the agent's optimiser steps so far.
+        update_index: the agent's optimiser steps so far (``learner_updates["agent"]``).
         learner_updates: optimiser steps so far per learner name (the agent's included).
         learner: the name of the learner being updated, during update hooks; else ``None``.
     """
@@ -226,9 +226,13 @@ class RunContext:
         self.logger = logger
         self.global_step = 0
         self.task: TaskInfo | None = None
-        self.update_index = 0
         self.learner_updates: dict[str, int] = {}
         self.learner: str | None = None
+
+    @property
+    def update_index(self) -> int:
+        """The agent's optimiser steps so far."""
+        return self.learner_updates.get(AGENT_LEARNER, 0)
 
 
 AGENT_LEARNER = "agent"

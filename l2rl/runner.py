@@ -322,8 +322,6 @@ class Runner:
         self._check_gradients(learner)
         optimizer.step()
         ctx.learner_updates[name] += 1
-        if name == AGENT_LEARNER:
-            ctx.update_index += 1
         count = ctx.learner_updates[name]
         log_now = count % self.log_every_updates == 0
         if log_now or hooks.has(Hook.AFTER_UPDATE, name):
