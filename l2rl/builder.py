@@ -122,14 +122,15 @@ def services_from(components: Sequence[Component]) -> AgentServices:
                     f"at most one component may have role {component.role!r}, got: {names}"
                 )
             by_role[component.role] = component
-    replay = by_role.get("replay")
-    if replay is not None and not isinstance(replay, BatchSource):
+    offered = {role: component.service() for role, component in by_role.items()}
+    if "replay" in offered and not isinstance(offered["replay"], BatchSource):
         raise ConfigError(
-            f"replay component {replay.name!r} does not offer sample(batch_size) and __len__"
+            f"replay component {by_role['replay'].name!r} does not offer sample(batch_size) "
+            "and __len__"
         )
     slots: dict[str, Any] = {}
     for slot, (role, protocol) in SERVICE_SLOTS.items():
-        provider = by_role.get(role)
+        provider = offered.get(role)
         slots[slot] = provider if isinstance(provider, protocol) else None
     return AgentServices(**slots)
 

@@ -116,17 +116,41 @@ class SequenceSource(Protocol):
 class WorldModelService(Protocol):
     """What a world model offers the agent and other components.
 
-    ``features`` maps a latent state to the vector an actor or critic reads;
-    ``imagine`` rolls ``policy`` (features -> action) out in the model for ``horizon``
-    steps from ``start`` (e.g. posterior states of a replayed sequence).
+    Latent states are the model's own type (batched along their leading dimension); users
+    only pass them back. ``features`` maps a state to the vector an actor, critic or
+    exploration head reads. Agents act from :meth:`observe_step` posteriors and train in
+    :meth:`imagine` rollouts started from :meth:`observe_sequences` posteriors.
     """
+
+    @property
+    def feature_dim(self) -> int:
+        """Size of :meth:`features`."""
+        ...
 
     def features(self, state: Any) -> torch.Tensor:
         """The feature vector of latent ``state``, ``[..., feature_dim]``."""
         ...
 
-    def imagine(self, start: Any, policy: Any, horizon: int) -> Any:
-        """A rollout of ``policy`` in the model from ``start`` over ``horizon`` steps."""
+    def initial(self, batch: int) -> Any:
+        """``batch`` states before an episode's first observation."""
+        ...
+
+    def observe_step(
+        self, state: Any, prev_action: torch.Tensor, obs: torch.Tensor, is_first: torch.Tensor
+    ) -> Any:
+        """The posterior after ``obs`` (``[N, ...]``), reached by ``prev_action`` from
+        ``state``; rows with ``is_first`` restart from :meth:`initial`. No gradients."""
+        ...
+
+    def observe_sequences(self, batch: SequenceBatch) -> Any:
+        """Posterior states of every step of replayed sequences ``[B, T]``. No gradients."""
+        ...
+
+    def imagine(self, start: Any, policy: Any, horizon: int) -> Mapping[str, torch.Tensor]:
+        """Roll ``policy`` (features -> action) out for ``horizon`` steps from ``start``
+        (``N`` states): ``features`` ``[H + 1, N, F]``, ``actions`` ``[H, N, ...]``,
+        ``rewards`` and ``continues`` ``[H, N]``. Gradients reach the actions, never the
+        model's parameters."""
         ...
 
 
@@ -432,6 +456,12 @@ class Component:
     def wire(self, services: AgentServices) -> None:
         """Receive the run's services once every component is built (the builder's second
         step), before the run starts: a world model takes ``services.sequences`` here."""
+
+    def service(self) -> object:
+        """What fills this component's role's service slots (:data:`SERVICE_SLOTS`) when it
+        implements the slot's protocol. Default: the component itself; a component that
+        wraps a learner may hand out that learner instead of forwarding its methods."""
+        return self
 
     def learners(self) -> Sequence[Learner]:
         """Learners this component owns, trained by the runner after the agent (a world

@@ -24,6 +24,7 @@ and decoder that the issue asks for as well.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import gymnasium as gym
@@ -129,10 +130,14 @@ class DreamerWorldModel(Learner):
             return F.one_hot(actions.long(), self.num_actions).to(torch.float32)
         return actions.to(torch.float32)
 
+    def observation_target(self, obs: torch.Tensor) -> torch.Tensor:
+        """What the encoder reads and the decoder reconstructs: ``symlog(x)``."""
+        return symlog(obs.to(torch.float32))
+
     def losses(self, batch: SequenceBatch) -> Losses:
         """The four loss terms of the module docstring on one batch of sequences."""
         nets = self.nets
-        target = symlog(batch.obs.to(torch.float32))
+        target = self.observation_target(batch.obs)
         embed = nets.encoder(target)
         actions = self.encode_actions(batch.actions)
         post, prior, feats = nets.rssm.observe(embed, actions, batch.is_first)
@@ -149,9 +154,48 @@ class DreamerWorldModel(Learner):
         }
 
     # --- the world_model service ------------------------------------------------------
+    @property
+    def feature_dim(self) -> int:
+        """Size of :meth:`features`."""
+        return self.nets.rssm.feature_dim
+
     def features(self, state: LatentState) -> torch.Tensor:
         """The feature vector ``[h, z]`` of model states."""
         return self.nets.rssm.features(state)
+
+    def initial(self, batch: int) -> LatentState:
+        """The state before an episode's first observation."""
+        return self.nets.rssm.initial(batch)
+
+    @torch.no_grad()
+    def observe_step(
+        self,
+        state: LatentState,
+        prev_action: torch.Tensor,
+        obs: torch.Tensor,
+        is_first: torch.Tensor,
+    ) -> LatentState:
+        """The posterior state after seeing ``obs`` (``[N, *obs_shape]``), for acting.
+
+        ``prev_action`` is the action that led to ``obs``; rows where ``is_first`` is set
+        start from :meth:`initial` with a zero action, as in training.
+        """
+        rssm = self.nets.rssm
+        keep = (~is_first).to(torch.float32).unsqueeze(-1)
+        state = LatentState(state.deter * keep, state.stoch * keep.unsqueeze(-1))
+        deter = rssm.deter_step(state, self.encode_actions(prev_action) * keep)
+        embed = self.nets.encoder(self.observation_target(obs))
+        return LatentState(deter, rssm.sample(rssm.posterior(deter, embed)))
+
+    @torch.no_grad()
+    def observe_sequences(self, batch: SequenceBatch) -> LatentState:
+        """Posterior states of every step of replayed sequences, ``[B, T, ...]`` (detached):
+        the start states of imagination and the inputs of exploration heads."""
+        nets = self.nets
+        embed = nets.encoder(self.observation_target(batch.obs))
+        _, _, feats = nets.rssm.observe(embed, self.encode_actions(batch.actions), batch.is_first)
+        deter, stoch = feats[..., : nets.rssm.deter], feats[..., nets.rssm.deter :]
+        return LatentState(deter, stoch.unflatten(-1, (nets.rssm.latents, nets.rssm.classes)))
 
     def imagine(
         self, start: LatentState, policy: Callable[[torch.Tensor], torch.Tensor], horizon: int
@@ -160,26 +204,43 @@ class DreamerWorldModel(Learner):
 
         Returns ``features`` ``[H + 1, N, F]`` (the start first), ``actions`` ``[H, N, ...]``,
         and the predicted ``rewards`` and ``continues`` ``[H, N]`` of the imagined states.
+        Gradients flow from these into the policy's actions (backprop through the dynamics,
+        as Dreamer's continuous actor needs) but never into the model's own parameters:
+        the model learns from its losses only, and its ``.grad`` stays untouched.
         """
         rssm, state = self.nets.rssm, start
-        feats, actions = [rssm.features(state)], []
-        for _ in range(horizon):
-            action = policy(feats[-1])
-            state = rssm.imagine_step(state, self.encode_actions(action))
-            feats.append(rssm.features(state))
-            actions.append(action)
-        stacked = torch.stack(feats)
-        return {
-            "features": stacked,
-            "actions": torch.stack(actions),
-            "rewards": twohot_mean(self.nets.reward(stacked[1:]), self.nets.bins),
-            "continues": torch.sigmoid(self.nets.cont(stacked[1:]).squeeze(-1)),
-        }
+        with _frozen(self.nets):
+            feats, actions = [rssm.features(state)], []
+            for _ in range(horizon):
+                action = policy(feats[-1])
+                state = rssm.imagine_step(state, self.encode_actions(action))
+                feats.append(rssm.features(state))
+                actions.append(action)
+            stacked = torch.stack(feats)
+            return {
+                "features": stacked,
+                "actions": torch.stack(actions),
+                "rewards": twohot_mean(self.nets.reward(stacked[1:]), self.nets.bins),
+                "continues": torch.sigmoid(self.nets.cont(stacked[1:]).squeeze(-1)),
+            }
+
+
+@contextmanager
+def _frozen(module: nn.Module) -> Iterator[None]:
+    """Build the autograd graph without ``module``'s parameters as leaves (restored after)."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 class DreamerWorldModelComponent(Component):
     """The ``dreamer-world-model`` component: trains a :class:`DreamerWorldModel` from the
-    replay's sequences and offers it as the run's ``world_model`` service.
+    replay's sequences and offers the model as the run's ``world_model`` service.
 
     It needs a replay that serves sequences (every chunked replay does); it gets it in
     :meth:`wire`.
@@ -210,15 +271,9 @@ class DreamerWorldModelComponent(Component):
         """The world model."""
         return (self.model,)
 
-    def features(self, state: LatentState) -> torch.Tensor:
-        """See :meth:`DreamerWorldModel.features`."""
-        return self.model.features(state)
-
-    def imagine(
-        self, start: LatentState, policy: Callable[[torch.Tensor], torch.Tensor], horizon: int
-    ) -> dict[str, torch.Tensor]:
-        """See :meth:`DreamerWorldModel.imagine`."""
-        return self.model.imagine(start, policy, horizon)
+    def service(self) -> DreamerWorldModel:
+        """The model itself fills the ``world_model`` slot."""
+        return self.model
 
     def state_dict(self) -> dict[str, Any]:
         """Networks and optimizer (the sampling generator is torch's global one)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -17,7 +19,7 @@ from l2rl.config import ConfigError, EvalConfig
 from l2rl.core import AgentServices
 from l2rl.runner import Runner
 from l2rl.testing import FakeAgent, fake_scenario
-from l2rl.types import SequenceBatch
+from l2rl.types import EnvSpec, SequenceBatch
 
 SMALL = {
     "deter": 32,
@@ -40,7 +42,7 @@ def setup(steps: int = 200) -> tuple[Runner, DreamerWorldModelComponent, FIFORep
     replay.name = "fifo"
     model = DreamerWorldModelComponent(DreamerWorldModel.Config(**SMALL), spec)
     model.name = "dreamer-world-model"
-    services = AgentServices(replay=replay, sequences=replay, world_model=model)
+    services = AgentServices(replay=replay, sequences=replay, world_model=model.model)
     model.wire(services)
     agent = FakeAgent(FakeAgent.Config(), spec, services, seed=0)
     runner = Runner(scenario, agent, [replay, model], EvalConfig(every=100, episodes=1), 0)
@@ -103,10 +105,11 @@ def sequences_after(runner: Runner, replay: FIFOReplay) -> SequenceBatch:
 
 
 def test_imagination_rolls_the_policy_out() -> None:
-    _, model, _ = setup()
-    start = model.model.nets.rssm.initial(3)
+    _, component, _ = setup()
+    model = component.model
+    start = model.initial(3)
     out = model.imagine(start, lambda feats: torch.zeros(len(feats), dtype=torch.long), 5)
-    feature_dim = model.model.nets.rssm.feature_dim
+    feature_dim = model.feature_dim
     assert out["features"].shape == (6, 3, feature_dim)
     assert out["actions"].shape == (5, 3)
     assert out["rewards"].shape == out["continues"].shape == (5, 3)
@@ -119,3 +122,41 @@ def test_it_needs_a_replay_that_serves_sequences() -> None:
     component = DreamerWorldModelComponent(DreamerWorldModel.Config(**SMALL), spec)
     with pytest.raises(ConfigError, match="trains on replayed sequences"):
         component.wire(AgentServices())
+
+
+def test_imagination_gradients_reach_the_actions_but_not_the_model() -> None:
+    box = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    spec = EnvSpec(box, gym.spaces.Box(-1.0, 1.0, (1,), np.float32), 1, True)
+    model = DreamerWorldModel(DreamerWorldModel.Config(**SMALL), spec)
+    shift = torch.zeros(1, requires_grad=True)
+
+    def policy(feats: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(feats[:, :1]) + shift
+
+    out = model.imagine(model.initial(4), policy, 3)
+    (out["features"].sum() + out["continues"].sum()).backward()
+    assert shift.grad is not None and shift.grad.abs() > 0
+    assert all(p.grad is None for p in model.nets.parameters())
+    assert all(p.requires_grad for p in model.nets.parameters())
+
+
+def test_stepwise_posteriors_match_the_sequence_filter() -> None:
+    """Acting with observe_step sees the states that training filters from replay."""
+    runner, component, replay = setup(steps=60)
+    component.model.source = None
+    runner.run()
+    batch = sequences(replay)
+    model = component.model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        filtered = model.observe_sequences(batch)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        state = model.initial(len(batch))
+        for t in range(batch.obs.shape[1]):
+            state = model.observe_step(
+                state, batch.actions[:, t], batch.obs[:, t], batch.is_first[:, t]
+            )
+            torch.testing.assert_close(state.deter, filtered.deter[:, t])
+            torch.testing.assert_close(state.stoch, filtered.stoch[:, t])
+    assert filtered.deter.shape == (8, 8, SMALL["deter"])

@@ -27,12 +27,37 @@ class Model(Component):
     """Offers the world-model service."""
 
     role = "world_model"
+    feature_dim = 1
 
     def features(self, state: Any) -> torch.Tensor:
         return torch.as_tensor(state)
 
+    def initial(self, batch: int) -> Any:
+        return torch.zeros(batch)
+
+    def observe_step(
+        self, state: Any, prev_action: torch.Tensor, obs: torch.Tensor, is_first: torch.Tensor
+    ) -> Any:
+        return state + 1
+
+    def observe_sequences(self, batch: Any) -> Any:
+        return torch.zeros(2, 3)
+
     def imagine(self, start: Any, policy: Any, horizon: int) -> Any:
-        return [start] * horizon
+        return {"features": torch.stack([start] * (horizon + 1))}
+
+
+class Wrapper(Component):
+    """A world-model-role component whose service is an object it owns."""
+
+    role = "world_model"
+
+    def __init__(self, config: PluginConfig, env_spec: EnvSpec) -> None:
+        super().__init__(config, env_spec)
+        self.model = Model(config, env_spec)
+
+    def service(self) -> object:
+        return self.model
 
 
 class Hyper(Component):
@@ -57,6 +82,12 @@ def test_slots_are_filled_by_role_and_protocol() -> None:
     assert services.weights is hyper
     assert services.replay is None and services.sequences is None and services.skills is None
     assert services_from([component(Ensemble, "ensemble")]).world_model is None
+
+
+def test_a_component_may_hand_out_another_object_as_its_service() -> None:
+    wrapper = component(Wrapper, "wrapper")
+    assert isinstance(wrapper, Wrapper)
+    assert services_from([wrapper]).world_model is wrapper.model
 
 
 def test_two_components_of_a_serving_role_are_an_error() -> None:
