@@ -195,7 +195,8 @@ class DreamerWorldModel(Learner):
         embed = nets.encoder(self.observation_target(batch.obs))
         _, _, feats = nets.rssm.observe(embed, self.encode_actions(batch.actions), batch.is_first)
         deter, stoch = feats[..., : nets.rssm.deter], feats[..., nets.rssm.deter :]
-        return LatentState(deter, stoch.unflatten(-1, (nets.rssm.latents, nets.rssm.classes)))
+        shape = (*stoch.shape[:-1], nets.rssm.latents, nets.rssm.classes)
+        return LatentState(deter, stoch.reshape(shape))
 
     def imagine(
         self, start: LatentState, policy: Callable[[torch.Tensor], torch.Tensor], horizon: int
