@@ -175,12 +175,27 @@ class SkillService(Protocol):
         ...
 
 
+@runtime_checkable
+class ExplorationService(Protocol):
+    """What an exploration component (Plan2Explore) offers an agent that trains in
+    imagination: the reward to train on, extrinsic and intrinsic mixed by its own rule."""
+
+    def imagined_reward(
+        self, features: torch.Tensor, actions: torch.Tensor, extrinsic: torch.Tensor
+    ) -> torch.Tensor:
+        """Rewards ``[H, N]`` of an imagined rollout: ``features`` ``[H + 1, N, F]`` (the
+        start first), ``actions`` ``[H, N, ...]`` (``actions[t]`` leads from state ``t`` to
+        ``t + 1``), ``extrinsic`` ``[H, N]`` the world model's reward of states 1..H."""
+        ...
+
+
 SERVICE_SLOTS: dict[str, tuple[str, type]] = {
     "replay": ("replay", BatchSource),
     "sequences": ("replay", SequenceSource),
     "world_model": ("world_model", WorldModelService),
     "weights": ("hypernetwork", WeightService),
     "skills": ("skill_manager", SkillService),
+    "exploration": ("exploration", ExplorationService),
 }
 """Each slot of :class:`AgentServices`: the role that fills it and the protocol it offers."""
 
@@ -201,6 +216,7 @@ class AgentServices:
         world_model: the world model role's :class:`WorldModelService`.
         weights: the hypernetwork role's :class:`WeightService`.
         skills: the skill-manager role's :class:`SkillService`.
+        exploration: the exploration role's :class:`ExplorationService`.
     """
 
     replay: BatchSource | None = None
@@ -208,6 +224,7 @@ class AgentServices:
     world_model: WorldModelService | None = None
     weights: WeightService | None = None
     skills: SkillService | None = None
+    exploration: ExplorationService | None = None
 
 
 class ScalarLogger(Protocol):
@@ -372,6 +389,13 @@ class Agent(Learner):
 
     def observe(self, step: Step) -> None:
         """See one transition (on-policy agents collect rollouts here)."""
+
+    def on_episode_start(self, env_indices: Sequence[int], evaluation: bool) -> None:
+        """Episodes start in these training envs (``evaluation=False``; indices as in
+        :attr:`Step.env_index`), or in the evaluation env (``evaluation=True``, index 0),
+        before the first :meth:`act` on them. Recurrent agents reset their state here;
+        training acts with ``explore=True`` and evaluation with ``explore=False``, so the
+        two keep separate states. Default: nothing."""
 
     def on_task_start(self, task: TaskInfo) -> None:
         """A new training window begins (task-aware runs only)."""

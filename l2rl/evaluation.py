@@ -32,16 +32,20 @@ def run_episodes(
     episodes: int,
     seed: int,
     max_steps: int | None = None,
+    on_reset: Callable[[], None] | None = None,
 ) -> EpisodeOutcomes:
     """Play ``episodes`` episodes with ``policy``; episode ``e`` resets with ``seed + e``.
 
     Fixed reset seeds make every evaluation round of a task face the same start states,
     so changes in score across the run come from the agent, not from the draw.
+    ``on_reset`` is called after every reset (a recurrent policy restarts its state).
     """
     returns = np.zeros(episodes)
     successes = np.zeros(episodes, dtype=bool)
     for episode in range(episodes):
         obs, info = env.reset(seed=seed + episode)
+        if on_reset is not None:
+            on_reset()
         total, steps, done = 0.0, 0, False
         while not done:
             obs, reward, terminated, truncated, info = env.step(policy(obs))

@@ -60,6 +60,7 @@ ROLE_ORDER: tuple[str, ...] = (
     "detector",
     "replay",
     "world_model",
+    "exploration",
     "hypernetwork",
     "skill_manager",
     "regularizer",

@@ -250,6 +250,9 @@ class Runner:
         block_start, done = time.perf_counter(), 0
         try:
             while done < steps:
+                starting = [i for i, is_first in enumerate(first) if is_first]
+                if starting:
+                    agent.on_episode_start(starting, evaluation=False)
                 if len(envs) == 1:
                     actions = [agent.act(obs[0], task_id, True)]
                 else:
@@ -410,6 +413,7 @@ class Runner:
                 self.evaluation.episodes,
                 seed=derive_seed(self.seed, _EVAL_ENV, index),
                 max_steps=self.evaluation.max_episode_steps,
+                on_reset=lambda: agent.on_episode_start([0], evaluation=True),
             )
             if aware:
                 hooks.fire(Hook.EVAL_TASK_END, ctx, info)

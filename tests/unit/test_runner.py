@@ -488,6 +488,40 @@ def test_parallel_envs_feed_single_transitions_and_keep_the_budget() -> None:
                 np.testing.assert_array_equal(earlier.next_obs, later.obs)
 
 
+class EpisodeStartAgent(FakeAgent):
+    """Logs episode starts and the acts they precede."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.log: list[tuple[str, Any]] = []
+
+    def on_episode_start(self, env_indices: Any, evaluation: bool) -> None:
+        self.log.append(("start", (tuple(env_indices), evaluation)))
+
+    def act(self, obs: np.ndarray, task_id: int | None, explore: bool) -> Any:
+        self.log.append(("act", explore))
+        return super().act(obs, task_id, explore)
+
+
+def test_recurrent_agents_hear_of_every_episode_start_before_acting_in_it() -> None:
+    # One window of 10 steps in episodes of 4 (episodes start at steps 1, 5, 9); three
+    # evaluation rounds (before, at step 5 and at the end) of 2 episodes each.
+    scenario = fake_scenario(num_tasks=1, steps_per_task=10, episode_length=4)
+    agent = EpisodeStartAgent(FakeAgent.Config(), scenario.env_spec(), AgentServices(), 0)
+    Runner(scenario, agent, [], EvalConfig(every=5, episodes=2), seed=0).run()
+    training = [e for e in agent.log if e != ("act", False) and e[1] != ((0,), True)]
+    acts_after = [
+        sum(1 for _ in itertools.takewhile(lambda e: e[0] == "act", training[i + 1 :]))
+        for i, e in enumerate(training)
+        if e[0] == "start"
+    ]
+    assert acts_after == [4, 4, 2]
+    assert all(e == ("start", ((0,), False)) for e in training if e[0] == "start")
+    evaluation = [e for e in agent.log if e in {("act", False), ("start", ((0,), True))}]
+    assert evaluation.count(("start", ((0,), True))) == 3 * 2
+    assert evaluation[0] == ("start", ((0,), True))
+
+
 def test_no_loss_terms_is_an_error() -> None:
     class SilentAgent(FakeAgent):
         def losses(self, batch: Any) -> Losses:
