@@ -75,6 +75,18 @@ class ConformanceError(AssertionError):
         self.passed = list(passed)
 
 
+ComponentFactory = Callable[[EnvSpec], Component]
+"""Builds a companion component for a conformance run: ``env_spec -> Component``."""
+
+
+def _built(factories: Sequence[ComponentFactory], env_spec: EnvSpec) -> list[Component]:
+    """The companions, named after their class unless the factory named them."""
+    components = [factory(env_spec) for factory in factories]
+    for component in components:
+        component.name = component.name or type(component).__name__
+    return components
+
+
 def _fake_agent(env_spec: EnvSpec, services: AgentServices, seed: int) -> Agent:
     return FakeAgent(FakeAgent.Config(), env_spec, services, seed)
 
@@ -108,6 +120,7 @@ def check_component(
     name: str | None = None,
     seed: int = 0,
     settings: tuple[str, ...] = ("task-aware", "task-agnostic"),
+    companions: Sequence[ComponentFactory] = (),
 ) -> ConformanceReport:
     """Check that ``component_cls`` works with the framework; raise listing all failures.
 
@@ -127,6 +140,9 @@ def check_component(
         seed: the runs' seed.
         settings: the scenario settings to run in; a component that needs task ids (e.g.
             PackNet) passes ``("task-aware",)``.
+        companions: build the other components the checked one needs services from,
+            ``env_spec -> Component`` (e.g. a replay serving sequences to a world model);
+            they run beside it and are wired as the builder would wire them.
 
     Returns:
         The checks passed.
@@ -156,6 +172,7 @@ def check_component(
                 steps_per_task=steps_per_task,
                 agent_factory=agent_factory or _fake_agent,
                 seed=seed,
+                companions=companions,
             )
     if checks.failures:
         raise ConformanceError(label, checks.failures, checks.passed)
@@ -235,6 +252,7 @@ def _check_run(
     steps_per_task: int,
     agent_factory: AgentFactory,
     seed: int,
+    companions: Sequence[ComponentFactory],
 ) -> None:
     """A full run in one setting, then state round trip and (replay) sampling."""
     scenario = fake_scenario(num_tasks, steps_per_task, task_aware=task_aware)
@@ -254,11 +272,13 @@ def _check_run(
         return
     probe = _BatchProbe(env_spec)
     try:
-        services = services_from([component])
-        component.wire(services)
+        others = _built(companions, env_spec)
+        services = services_from([*others, component])
+        for wired in (*others, component):
+            wired.wire(services)
         agent = agent_factory(env_spec, services, seed)
         evaluation = EvalConfig(every=max(1, steps_per_task // 2), episodes=1)
-        runner = Runner(scenario, agent, [component, probe], evaluation, seed)
+        runner = Runner(scenario, agent, [*others, component, probe], evaluation, seed)
         result = runner.run()
     except Exception as exc:
         checks.record(f"run[{mode}]", _describe(exc))
@@ -550,7 +570,7 @@ def check_agent(
     options: Mapping[str, Any] | None = None,
     *,
     scenario: Scenario | None = None,
-    replay: Callable[[EnvSpec], Component] | None = None,
+    companions: Sequence[ComponentFactory] = (),
     seed: int = 0,
     name: str | None = None,
 ) -> ConformanceReport:
@@ -562,8 +582,9 @@ def check_agent(
     parameter that received a gradient belongs to its optimizer, that a fresh instance
     loaded with its ``state_dict()`` (read back with ``weights_only=True``) has the same
     state, optimizer included, and acts the same, and that ``untrained_task_heads`` is a
-    bool. ``replay`` builds the replay component an off-policy agent samples from (it is
-    given to the agent as ``services.replay``, as the builder would).
+    bool. ``companions`` build the components the agent needs services from,
+    ``env_spec -> Component`` (the replay an off-policy agent samples from, the world model
+    a Dreamer agent imagines in); they run beside it, wired as the builder would.
 
     >>> from l2rl.testing import FakeAgent
     >>> check_agent(FakeAgent).passed[:2]
@@ -583,9 +604,7 @@ def check_agent(
     scenario = scenario or fake_scenario(num_tasks=2, steps_per_task=64)
     env_spec = scenario.env_spec()
     try:
-        components = [] if replay is None else [replay(env_spec)]
-        for component in components:
-            component.name = component.name or "replay"
+        components = _built(companions, env_spec)
         services = services_from(components)
         for component in components:
             component.wire(services)

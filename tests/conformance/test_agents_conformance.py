@@ -31,7 +31,7 @@ def fifo(env_spec: EnvSpec) -> Component:
 
 
 def test_dqn_conforms() -> None:
-    report = check_agent(DQNAgent, {"learning_starts": 16, "batch_size": 8}, replay=fifo)
+    report = check_agent(DQNAgent, {"learning_starts": 16, "batch_size": 8}, companions=[fifo])
     assert report.passed == (
         "options",
         "run",
@@ -57,7 +57,9 @@ def test_sac_conforms() -> None:
         where="test",
     )
     scenario = Scenario.sequence("pendulum", tasks, steps_per_task=64)
-    check_agent(SACAgent, {"learning_starts": 16, "batch_size": 8}, scenario=scenario, replay=fifo)
+    check_agent(
+        SACAgent, {"learning_starts": 16, "batch_size": 8}, scenario=scenario, companions=[fifo]
+    )
 
 
 class UnownedParameters(Component):
