@@ -1,10 +1,12 @@
 """``dreamer-world-model``: a DreamerV3-style world model as a learning component.
 
-The model (Hafner et al. 2023, eq. 4-5) encodes ``symlog(x_t)`` with an MLP, filters it
+The model (Hafner et al. 2023, eq. 4-5) encodes each observation ``x_t``, filters it
 through the :class:`~l2rl.components.world_models.rssm.RSSM` and trains, from replayed
 sequences, the sum of
 
-* ``loss_decoder``: ``0.5 || dec(s_t) - symlog(x_t) ||^2`` (symlog squared error),
+* ``loss_decoder``: the decoder's squared error against the observation target:
+  ``0.5 || dec(s_t) - symlog(x_t) ||^2`` for vectors (symlog squared error) and, for
+  images, DreamerV3's ``|| dec(s_t) - y_t ||^2`` summed over pixels and channels,
 * ``loss_reward``: twohot cross-entropy of the reward head (255 bins, output layer
   zero-initialised) against ``r_t``,
 * ``loss_continue``: binary cross-entropy of the continue head against ``1 - terminal``,
@@ -17,8 +19,13 @@ steps were taken. It is a :class:`~l2rl.core.Learner` (``learner_name`` "world_m
 the runner trains beside the agent, and offers the ``world_model`` service:
 :meth:`DreamerWorldModel.features` and :meth:`DreamerWorldModel.imagine`.
 
-Vector (1-D ``Box``) observations only for now; image observations need the CNN encoder
-and decoder that the issue asks for as well.
+**Observations.** A 1-D ``Box`` is a vector: MLP encoder and decoder on ``symlog(x)``.
+A 3-D ``Box`` ``(H, W, C)`` with finite bounds is an image (channels last, e.g. MinAtar's
+10x10xC or 64x64x3 frames): DreamerV3's CNN encoder and decoder
+(:mod:`~l2rl.components.world_models.conv`, options ``cnn_depth`` and
+``cnn_min_resolution``) on ``y = (x - low) / (high - low) - 0.5``, the frame scaled by the
+Box's own bounds to ``[-0.5, 0.5]`` (DreamerV3's ``x / 255 - 0.5`` for 0..255 frames, and
+right for 0/1 frames such as MinAtar's too).
 """
 
 from __future__ import annotations
@@ -37,22 +44,50 @@ from l2rl.config import ConfigError, PluginConfig
 from l2rl.core import AgentServices, Component, Learner, SequenceSource
 from l2rl.types import EnvSpec, Losses, SequenceBatch
 
+from .conv import ConvDecoder, ConvEncoder
 from .dreamer_math import BINS, balanced_kl_loss, bins, symlog, twohot_loss, twohot_mean
 from .rssm import RSSM, LatentState, mlp
 
 
 class WorldModelNetworks(nn.Module):
-    """Encoder, RSSM, decoder, reward and continue heads."""
+    """Encoder, RSSM, decoder, reward and continue heads.
 
-    def __init__(self, obs_dim: int, action_dim: int, config: DreamerWorldModel.Config) -> None:
+    Args:
+        obs_shape: ``(D,)`` for vectors (MLP encoder and decoder) or ``(H, W, C)`` for
+            images (:class:`~l2rl.components.world_models.conv.ConvEncoder` and
+            :class:`~l2rl.components.world_models.conv.ConvDecoder`).
+        action_dim: size of the encoded action.
+        config: the model's options.
+    """
+
+    def __init__(
+        self, obs_shape: tuple[int, ...], action_dim: int, config: DreamerWorldModel.Config
+    ) -> None:
         super().__init__()
         units, layers = config.units, config.layers
-        self.encoder = mlp(obs_dim, units, layers)
+        self.encoder: nn.Module
+        self.decoder: nn.Module
+        if len(obs_shape) == 3:
+            height, width, channels = obs_shape
+            image = (height, width, channels)
+            encoder = ConvEncoder(image, config.cnn_depth, config.cnn_min_resolution)
+            self.encoder, embed_dim = encoder, encoder.embed_dim
+        else:
+            self.encoder, embed_dim = mlp(obs_shape[0], units, layers), units
         self.rssm = RSSM(
-            units, action_dim, config.deter, config.latents, config.classes, units, config.unimix
+            embed_dim,
+            action_dim,
+            config.deter,
+            config.latents,
+            config.classes,
+            units,
+            config.unimix,
         )
         features = self.rssm.feature_dim
-        self.decoder = mlp(features, units, layers, obs_dim)
+        if len(obs_shape) == 3:
+            self.decoder = ConvDecoder(features, image, config.cnn_depth, config.cnn_min_resolution)
+        else:
+            self.decoder = mlp(features, units, layers, obs_shape[0])
         self.reward = mlp(features, units, layers, BINS)
         self.cont = mlp(features, units, layers, 1)
         # DreamerV3 zero-initialises the reward head's output: predictions start at 0.
@@ -69,7 +104,8 @@ class DreamerWorldModel(Learner):
 
     Args:
         config: the component's options.
-        env_spec: a 1-D ``Box`` observation space; ``Discrete`` or 1-D ``Box`` actions.
+        env_spec: a 1-D ``Box`` (vector) or a 3-D ``Box`` ``(H, W, C)`` with finite bounds
+            (image) observation space; ``Discrete`` or 1-D ``Box`` actions.
     """
 
     learner_name = "world_model"
@@ -90,13 +126,36 @@ class DreamerWorldModel(Learner):
         train_every: PositiveInt = Field(default=5, description="Env steps between updates.")
         learning_starts: int = Field(default=1000, ge=0, description="Steps before training.")
         seed: int = Field(default=0, description="Seeds initialisation and sampling.")
+        cnn_depth: PositiveInt = Field(
+            default=32,
+            description="Image observations: channels of the CNN's first stage, doubled at "
+            "each further stage (DreamerV3's depth).",
+        )
+        cnn_min_resolution: PositiveInt = Field(
+            default=4,
+            description="Image observations: the CNN halves the image until both sides are "
+            "at most this (DreamerV3: 4).",
+        )
 
     def __init__(self, config: Config, env_spec: EnvSpec) -> None:
         obs_space, action_space = env_spec.observation_space, env_spec.action_space
-        if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) in (1, 3)):
             raise ConfigError(
-                f"dreamer-world-model needs a 1-D Box observation space, got {obs_space}"
+                "dreamer-world-model needs a 1-D Box (vector) or a 3-D Box (H, W, C image) "
+                f"observation space, got {obs_space}"
             )
+        self.image = len(obs_space.shape) == 3
+        self._image_low: torch.Tensor | None = None
+        self._image_range: torch.Tensor | None = None
+        if self.image:
+            low = torch.as_tensor(obs_space.low, dtype=torch.float32)
+            span = torch.as_tensor(obs_space.high, dtype=torch.float32) - low
+            if not (torch.isfinite(span).all() and (span > 0).all()):
+                raise ConfigError(
+                    "dreamer-world-model scales image observations by their Box bounds, "
+                    f"which must be finite with high > low, got {obs_space}"
+                )
+            self._image_low, self._image_range = low, span
         if isinstance(action_space, gym.spaces.Discrete):
             self.num_actions: int | None = int(action_space.n)
             action_dim = self.num_actions
@@ -107,7 +166,7 @@ class DreamerWorldModel(Learner):
         self.config = config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            self.nets = WorldModelNetworks(int(obs_space.shape[0]), action_dim, config)
+            self.nets = WorldModelNetworks(tuple(obs_space.shape), action_dim, config)
         self.optimizer = torch.optim.Adam(self.nets.parameters(), lr=config.lr, eps=1e-8)
         self.max_grad_norm = config.max_grad_norm
         self.source: SequenceSource | None = None
@@ -131,8 +190,13 @@ class DreamerWorldModel(Learner):
         return actions.to(torch.float32)
 
     def observation_target(self, obs: torch.Tensor) -> torch.Tensor:
-        """What the encoder reads and the decoder reconstructs: ``symlog(x)``."""
-        return symlog(obs.to(torch.float32))
+        """What the encoder reads and the decoder reconstructs: ``symlog(x)`` for vectors;
+        ``(x - low) / (high - low) - 0.5`` for images, in ``[-0.5, 0.5]`` by the Box's
+        bounds (not ``/ 255``: MinAtar's frames are 0/1)."""
+        obs = obs.to(torch.float32)
+        if self._image_low is None or self._image_range is None:
+            return symlog(obs)
+        return (obs - self._image_low) / self._image_range - 0.5
 
     def losses(self, batch: SequenceBatch) -> Losses:
         """The four loss terms of the module docstring on one batch of sequences."""
@@ -144,8 +208,11 @@ class DreamerWorldModel(Learner):
         decoded = nets.decoder(feats)
         kl, _ = balanced_kl_loss(post, prior)
         continues = (~batch.terminated).to(torch.float32)
+        error = (decoded - target).pow(2)
+        # DreamerV3's image loss sums over H, W and C with no 0.5 (its MSE distribution).
+        decoder = error.sum((-3, -2, -1)).mean() if self.image else 0.5 * error.sum(-1).mean()
         return {
-            "loss_decoder": 0.5 * (decoded - target).pow(2).sum(-1).mean(),
+            "loss_decoder": decoder,
             "loss_reward": twohot_loss(nets.reward(feats), batch.rewards, nets.bins).mean(),
             "loss_continue": F.binary_cross_entropy_with_logits(
                 nets.cont(feats).squeeze(-1), continues
