@@ -148,7 +148,8 @@ class WorldModelService(Protocol):
 
     def imagine(self, start: Any, policy: Any, horizon: int) -> Mapping[str, torch.Tensor]:
         """Roll ``policy`` (features -> action) out for ``horizon`` steps from ``start``
-        (``N`` states): ``features`` ``[H + 1, N, F]``, ``actions`` ``[H, N, ...]``,
+        (states with any leading dimensions, flattened to ``N``, e.g. all of
+        :meth:`observe_sequences`): ``features`` ``[H + 1, N, F]``, ``actions`` ``[H, N, ...]``,
         ``rewards`` and ``continues`` ``[H, N]``. Gradients reach the actions, never the
         model's parameters."""
         ...

@@ -18,8 +18,9 @@ Domains through World Models"), as pure torch functions.
 * :class:`ReturnNormalizer`: ``S = EMA_0.99(P95(R) - P5(R))``; advantages are divided by
   ``max(1, S)`` (eq. 8).
 
-Checked against hand-computed values in ``tests/unit/test_dreamer_math.py``; the cross-check
-against the official ``dreamerv3`` package's functions is still to come (issue 8, item 11).
+Checked against hand-computed values in ``tests/unit/test_dreamer_math.py`` and against the
+official ``dreamerv3`` package's own functions in ``tests/extras/test_dreamerv3_crosscheck.py``
+(an optional extra: ``bash scripts/install-dreamerv3.sh``).
 """
 
 from __future__ import annotations

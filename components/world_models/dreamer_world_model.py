@@ -268,15 +268,21 @@ class DreamerWorldModel(Learner):
     def imagine(
         self, start: LatentState, policy: Callable[[torch.Tensor], torch.Tensor], horizon: int
     ) -> dict[str, torch.Tensor]:
-        """Roll ``policy`` (features -> action tensor) out in the model from ``start``.
+        """Roll ``policy`` (features -> action tensor) out in the model from ``start``
+        (states with any leading dimensions, taken as ``N`` flattened ones).
 
         Returns ``features`` ``[H + 1, N, F]`` (the start first), ``actions`` ``[H, N, ...]``,
-        and the predicted ``rewards`` and ``continues`` ``[H, N]`` of the imagined states.
+        and the predicted ``rewards`` and ``continues`` (the continue head's mode, 0 or 1)
+        ``[H, N]`` of the imagined states.
         Gradients flow from these into the policy's actions (backprop through the dynamics,
         as Dreamer's continuous actor needs) but never into the model's own parameters:
         the model learns from its losses only, and its ``.grad`` stays untouched.
         """
-        rssm, state = self.nets.rssm, start
+        rssm = self.nets.rssm
+        # Starts may come with leading [B, T] dims (observe_sequences): N = B * T.
+        state = LatentState(
+            start.deter.reshape(-1, rssm.deter), start.stoch.reshape(-1, rssm.latents, rssm.classes)
+        )
         with _frozen(self.nets):
             feats, actions = [rssm.features(state)], []
             for _ in range(horizon):
@@ -289,7 +295,8 @@ class DreamerWorldModel(Learner):
                 "features": stacked,
                 "actions": torch.stack(actions),
                 "rewards": twohot_mean(self.nets.reward(stacked[1:]), self.nets.bins),
-                "continues": torch.sigmoid(self.nets.cont(stacked[1:]).squeeze(-1)),
+                # The continue head's mode, as DreamerV3's imagination uses it.
+                "continues": (self.nets.cont(stacked[1:]).squeeze(-1) > 0).to(torch.float32),
             }
 
 

@@ -618,7 +618,7 @@ def check_agent(
         "run",
         None if result.updates > 0 else "the agent made no update; lower its warm-up options",
     )
-    checks.record("gradients applied", _orphans_problem([agent], [agent]))
+    checks.record("gradients applied", _orphans_problem([agent, *components], runner.learners))
     checks.record(
         "state_dict", _agent_round_trip_problem(agent_cls, config, env_spec, services, agent, seed)
     )
@@ -653,6 +653,8 @@ def _agent_round_trip_problem(
         return "a fresh instance loaded with state_dict() differs: " + "; ".join(differences)
     obs = np.asarray(env_spec.observation_space.sample())
     task_id = 0 if env_spec.task_aware else None
+    for each in (agent, fresh):  # as the runner does before an evaluation episode
+        each.on_episode_start([0], evaluation=True)
     mine, theirs = _seeded(agent.act, obs, task_id, False), _seeded(fresh.act, obs, task_id, False)
     if state_differences({"action": mine}, {"action": theirs}):
         return f"the restored agent acts differently: {mine!r} vs {theirs!r}"

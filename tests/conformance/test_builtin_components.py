@@ -1,4 +1,4 @@
-"""Every registered replay passes the conformance checks and feeds DQN and SAC.
+"""Every registered replay passes the conformance checks and feeds DQN, SAC and Dreamer.
 
 Parametrised over the ``l2rl.components`` entry points whose class has role ``replay``,
 so a replay registered later is checked without touching this file. Each runs the kit's
@@ -16,13 +16,18 @@ import torch
 
 from l2rl import registry
 from l2rl.agents.dqn import DQNAgent
+from l2rl.agents.dreamer import DreamerAgent
 from l2rl.agents.sac import SACAgent
 from l2rl.builder import services_from
+from l2rl.components.world_models.dreamer_world_model import (
+    DreamerWorldModel,
+    DreamerWorldModelComponent,
+)
 from l2rl.config import EvalConfig
 from l2rl.core import Agent, AgentServices
 from l2rl.runner import Runner
 from l2rl.scenarios.from_envs import scenario_from_envs
-from l2rl.testing import check_component
+from l2rl.testing import check_component, fake_scenario
 from l2rl.testing.conformance import AgentFactory
 from l2rl.types import EnvSpec
 
@@ -89,3 +94,25 @@ def test_sac_trains_from_every_replay(name: str) -> None:
     assert result.updates > 40  # SAC updates every step once 8 transitions are stored
     batch = replay.sample(8)
     assert batch.actions.dtype == torch.float32 and batch.actions.shape == (8, 1)
+
+
+@pytest.mark.parametrize("name", REPLAYS)
+def test_dreamer_and_its_world_model_train_from_every_replay(name: str) -> None:
+    """Both learners update from the replay's sequences, across a task change."""
+    scenario = fake_scenario(num_tasks=2, steps_per_task=32)
+    env_spec = scenario.env_spec()
+    cls = registry.load("l2rl.components", name)
+    replay = cls(cls.Config(**small_options(cls)), env_spec)
+    tiny = {"batch_size": 2, "sequence_length": 4, "train_every": 4, "learning_starts": 8}
+    model = DreamerWorldModelComponent(
+        DreamerWorldModel.Config(deter=16, latents=2, classes=4, units=16, layers=1, **tiny),
+        env_spec,
+    )
+    replay.name, model.name = name, "dreamer-world-model"
+    services = services_from([replay, model])
+    for component in (replay, model):
+        component.wire(services)
+    agent = DreamerAgent(DreamerAgent.Config(units=16, layers=1, **tiny), env_spec, services, 0)
+    runner = Runner(scenario, agent, [replay, model], EvalConfig(every=32, episodes=1), seed=0)
+    runner.run()
+    assert runner.ctx.learner_updates == {"agent": 15, "world_model": 15}

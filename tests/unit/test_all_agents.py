@@ -35,8 +35,25 @@ SMALL: dict[str, dict[str, Any]] = {
     "dqn": {"learning_starts": 50, "batch_size": 16, "hidden_sizes": [16]},
     "ppo": {"n_steps": 32, "num_minibatches": 2, "hidden_sizes": [16]},
     "sac": {"learning_starts": 50, "random_steps": 50, "batch_size": 16, "hidden_sizes": [16]},
+    "dreamer": {"learning_starts": 50, "batch_size": 4, "sequence_length": 8, "units": 16},
 }
 """Options that make the built-ins update within 200 steps; other agents run on defaults."""
+
+TINY_WORLD_MODEL = {
+    "name": "dreamer-world-model",
+    "options": {
+        "deter": 16,
+        "latents": 2,
+        "classes": 4,
+        "units": 16,
+        "layers": 1,
+        "batch_size": 4,
+        "sequence_length": 8,
+        "learning_starts": 50,
+    },
+}
+COMPANIONS: dict[str, list[dict[str, Any]]] = {"dreamer": [TINY_WORLD_MODEL]}
+"""Components an agent cannot run without (Dreamer learns in a world model)."""
 
 TWO_TASKS: dict[str, dict[str, Any]] = {
     "discrete": {
@@ -65,7 +82,15 @@ def run_config(agent: str, scenario: str, replay: str, num_envs: int) -> dict[st
         "evaluation": {"every": 200, "episodes": 1, "max_episode_steps": 50},
         "num_envs": num_envs,
         "progress": False,
+        "components": COMPANIONS.get(agent, []),
     }
+
+
+def with_component(config: dict[str, Any], component: str) -> list[dict[str, Any]]:
+    """The run's components plus ``component``, which replaces a companion of its name."""
+    companions = [c for c in config["components"] if c["name"] != component]
+    own = next((c for c in config["components"] if c["name"] == component), {"name": component})
+    return [*companions, own]
 
 
 @pytest.mark.parametrize("agent", registry.available("l2rl.agents"))
@@ -124,7 +149,7 @@ def test_every_agent_trains_with_every_component_that_applies_to_it(
             config = run_config(agent, scenario, replay, num_envs=1)
             config["scenario"] = {**TWO_TASKS[scenario], "steps_per_task": 100}
             config["evaluation"]["every"] = 100
-            config["components"] = [{"name": component}]
+            config["components"] = with_component(config, component)
             parsed = parse_config(config)
             try:
                 built = build_run(parsed, seed=0)
