@@ -455,7 +455,7 @@ def imagination_steps(
 
         out = box_model.imagine(start, policy, horizon)
         if backward:
-            loss: torch.Tensor = -(out["rewards"] + out["continues"]).mean()
+            loss: torch.Tensor = -out["rewards"].mean()  # continues: a mode, no gradient
             actor.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
 
