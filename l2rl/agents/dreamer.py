@@ -273,6 +273,30 @@ class DreamerAgent(Agent):
         """One env's action; see :meth:`act_batch`."""
         return self.act_batch(np.asarray(obs)[None], task_id, explore)[0]
 
+    # --- the policy on stored observations (PolicyAgent: EWC, behaviour cloning) -------
+    def _replayed_features(self, obs: torch.Tensor) -> torch.Tensor:
+        """Model features of replayed frames, each filtered as an episode's first: a
+        stored transition carries no history, so this is the posterior the agent would act
+        from at an episode start (the same for Markov observations up to ``h``)."""
+        n = len(obs)
+        fresh = self._new_stream(n)
+        state = self.world_model.observe_step(fresh.state, fresh.prev_action, obs, fresh.first)
+        return self.world_model.features(state)
+
+    def policy_distribution(
+        self, obs: torch.Tensor, task_ids: torch.Tensor
+    ) -> torch.distributions.Distribution:
+        """:meth:`policy` on the one-step posterior of each observation (differentiable in
+        the actor's parameters)."""
+        return self.policy(self._replayed_features(obs))
+
+    def state_value(self, obs: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """The critic's value on the one-step posterior of each observation."""
+        value: torch.Tensor = twohot_mean(
+            self.nets.critic(self._replayed_features(obs)), self.nets.bins
+        )
+        return value
+
     # --- learning ---------------------------------------------------------------------
     def batches(self, global_step: int) -> Iterator[StartStates]:
         """Posterior start states of one batch of replayed sequences every

@@ -176,3 +176,15 @@ def test_the_builder_wires_the_world_model_to_the_agent() -> None:
     services = services_from([replay, model])
     assert isinstance(model, DreamerWorldModelComponent)
     assert services.world_model is model.model
+
+
+def test_the_policy_on_replayed_observations_is_differentiable_in_the_actor() -> None:
+    model = DreamerWorldModel(DreamerWorldModel.Config(**SMALL_MODEL), DISCRETE)
+    agent = agent_on(DISCRETE, model)
+    obs = torch.rand(5, 4)
+    dist = agent.policy_distribution(obs, torch.full((5,), -1))
+    assert isinstance(dist, torch.distributions.Categorical) and dist.probs.shape == (5, 2)
+    dist.log_prob(torch.zeros(5, dtype=torch.long)).sum().backward()
+    assert all(p.grad is not None for p in agent.nets.actor.parameters())
+    assert all(p.grad is None for p in model.nets.parameters())
+    assert agent.state_value(obs, torch.full((5,), -1)).shape == (5,)
