@@ -160,3 +160,18 @@ def test_stepwise_posteriors_match_the_sequence_filter() -> None:
             torch.testing.assert_close(state.deter, filtered.deter[:, t])
             torch.testing.assert_close(state.stoch, filtered.stoch[:, t])
     assert filtered.deter.shape == (8, 8, SMALL["deter"])
+
+
+def test_latent_samples_follow_the_categorical_with_straight_through_gradients() -> None:
+    from l2rl.components.world_models.rssm import RSSM
+
+    rssm = RSSM(4, 2, 8, latents=1, classes=4, units=8)
+    probs = torch.tensor([[[0.1, 0.0, 0.6, 0.3]]]).expand(20000, 1, 4).clone()
+    log_probs = probs.clamp_min(1e-12).log().requires_grad_(True)
+    torch.manual_seed(0)
+    sample = rssm.sample(log_probs)
+    frequencies = sample.detach().mean(0)[0]
+    torch.testing.assert_close(frequencies, probs[0, 0], atol=0.01, rtol=0.0)
+    assert set(sample.detach().sum(-1).flatten().tolist()) == {1.0}  # one-hot
+    sample[:, 0, 2].sum().backward()  # straight-through: d sample / d probs = identity
+    assert log_probs.grad is not None and log_probs.grad[:, 0, 2].abs().sum() > 0
