@@ -23,7 +23,7 @@ from l2rl.config import ConfigError, PluginConfig
 from l2rl.core import Agent, AgentServices, BatchSource
 from l2rl.types import EnvSpec, Losses, Step, TaskInfo, TransitionBatch
 
-from .networks import QNetwork
+from .networks import QNetwork, frame_scale
 
 
 def linear_schedule(start: float, end: float, duration: int, step: int) -> float:
@@ -125,7 +125,7 @@ class DQNAgent(Agent):
                 num_actions=self.num_actions,
                 hidden_sizes=config.hidden_sizes,
                 num_heads=env_spec.num_tasks if config.multi_head else 1,
-                input_scale=1 / 255 if obs_space.dtype == np.uint8 else 1.0,
+                input_scale=frame_scale(obs_space),
             )
         self.target_q = copy.deepcopy(self.q).requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.q.parameters(), lr=config.lr)

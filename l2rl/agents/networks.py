@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,6 +31,14 @@ def check_heads(heads: torch.Tensor | None, num_heads: int) -> torch.Tensor:
             f"a network with {num_heads} heads needs the head index (>= 0) of every row"
         )
     return heads
+
+
+def frame_scale(space: gym.spaces.Box) -> float:
+    """The factor that maps integer frames to ``[0, 1]``: ``1 / high`` for a uint8 Box
+    (``1/255`` for 0..255 pixels, ``1`` for MinAtar's 0/1 channels), else 1."""
+    if space.dtype != np.uint8:
+        return 1.0
+    return 1.0 / float(np.max(space.high))
 
 
 class MultiHeadMLP(nn.Module):

@@ -28,7 +28,7 @@ from l2rl.config import ConfigError, PluginConfig
 from l2rl.core import Agent, AgentServices
 from l2rl.types import EnvSpec, Losses, Step
 
-from .networks import MultiHeadMLP, check_heads
+from .networks import MultiHeadMLP, check_heads, frame_scale
 
 
 def gae(
@@ -341,7 +341,7 @@ class PPOAgent(Agent):
             self.action_high = action_space.high.astype(np.float32)
         num_heads = env_spec.num_tasks if config.multi_head else 1
         obs_dim = int(np.prod(obs_space.shape))
-        scale = 1 / 255 if obs_space.dtype == np.uint8 else 1.0
+        scale = frame_scale(obs_space)
         # fork_rng keeps the caller's global torch stream untouched by our initialisation.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -48,7 +48,7 @@ from l2rl.config import ConfigError, PluginConfig
 from l2rl.core import Agent, AgentServices, BatchSource
 from l2rl.types import EnvSpec, Losses, Step, TransitionBatch
 
-from .networks import ContinuousQNetwork, MultiHeadMLP
+from .networks import ContinuousQNetwork, MultiHeadMLP, frame_scale
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 """Bounds of the actor's log standard deviation (those of the authors' implementation)."""
@@ -303,7 +303,7 @@ class SACAgent(Agent):
             -float(self.action_dim) if config.target_entropy is None else config.target_entropy
         )
         obs_dim = int(np.prod(obs_space.shape))
-        scale = 1 / 255 if obs_space.dtype == np.uint8 else 1.0
+        scale = frame_scale(obs_space)
         num_heads = env_spec.num_tasks if config.multi_head else 1
         sizes = config.hidden_sizes
         with torch.random.fork_rng(devices=[]):

@@ -349,3 +349,13 @@ def test_speed_of_act_and_losses() -> None:
     finally:
         torch.set_num_threads(threads)
     print(f"\nDQN greedy act {act_us:.1f} us; sample(128)+loss+backward+Adam {update_us:.0f} us")
+
+
+def test_integer_frames_are_scaled_to_unit_range_by_their_own_bounds() -> None:
+    import gymnasium as gym
+
+    from l2rl.agents.networks import frame_scale
+
+    assert frame_scale(gym.spaces.Box(0, 255, (4, 4, 3), np.uint8)) == 1 / 255
+    assert frame_scale(gym.spaces.Box(0, 1, (10, 10, 4), np.uint8)) == 1.0  # MinAtar
+    assert frame_scale(gym.spaces.Box(-1.0, 1.0, (3,), np.float32)) == 1.0
