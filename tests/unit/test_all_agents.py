@@ -54,6 +54,8 @@ TINY_WORLD_MODEL = {
 }
 COMPANIONS: dict[str, list[dict[str, Any]]] = {"dreamer": [TINY_WORLD_MODEL]}
 """Components an agent cannot run without (Dreamer learns in a world model)."""
+COMPONENT_COMPANIONS: dict[str, list[dict[str, Any]]] = {"plan2explore": [TINY_WORLD_MODEL]}
+"""Components a component cannot run without (Plan2Explore reads a world model's states)."""
 
 TWO_TASKS: dict[str, dict[str, Any]] = {
     "discrete": {
@@ -87,9 +89,11 @@ def run_config(agent: str, scenario: str, replay: str, num_envs: int) -> dict[st
 
 
 def with_component(config: dict[str, Any], component: str) -> list[dict[str, Any]]:
-    """The run's components plus ``component``, which replaces a companion of its name."""
-    companions = [c for c in config["components"] if c["name"] != component]
-    own = next((c for c in config["components"] if c["name"] == component), {"name": component})
+    """The run's components plus ``component`` and what it needs; a companion of the same
+    name is used only once."""
+    needed = [*config["components"], *COMPONENT_COMPANIONS.get(component, [])]
+    companions = list({c["name"]: c for c in needed if c["name"] != component}.values())
+    own = next((c for c in needed if c["name"] == component), {"name": component})
     return [*companions, own]
 
 
@@ -127,6 +131,8 @@ def test_every_registered_agent_trains_200_steps_on_a_setup_it_accepts(
 CANNOT_COMPOSE = {
     # The world model trains on the replay's sequences; PPO refuses a replay (on-policy).
     ("ppo", "dreamer-world-model"),
+    # Plan2Explore trains on the replay's sequences too.
+    ("ppo", "plan2explore"),
 }
 """Pairs every setup of which must be refused before training (a ConfigError)."""
 
