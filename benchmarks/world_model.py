@@ -202,7 +202,9 @@ class PlainWorldModel(nn.Module):
             deter = rssm.gru(x, deter)
             post = self.log_probs(rssm.post_head(torch.cat([deter, embed[:, t]], -1)))
             probs = post.exp()
-            index = torch.multinomial(probs.detach().reshape(-1, classes), 1).view(batch, -1)
+            cdf = probs.detach().cumsum(-1)  # inverse-CDF draw, as the RSSM samples
+            draw = torch.rand(*cdf.shape[:-1], 1) * cdf[..., -1:]
+            index = (cdf <= draw).sum(-1).clamp(max=classes - 1).view(batch, -1)
             sample = F.one_hot(index, classes).float() + probs - probs.detach()
             stoch = sample.flatten(1)
             posts.append(post)

@@ -42,11 +42,11 @@ from torch import nn
 
 from l2rl.config import ConfigError, PluginConfig
 from l2rl.core import AgentServices, Component, Learner, SequenceSource
+from l2rl.dreamer_math import BINS, balanced_kl_loss, bins, mlp, symlog, twohot_loss, twohot_mean
 from l2rl.types import EnvSpec, Losses, SequenceBatch
 
 from .conv import ConvDecoder, ConvEncoder
-from .dreamer_math import BINS, balanced_kl_loss, bins, symlog, twohot_loss, twohot_mean
-from .rssm import RSSM, LatentState, mlp
+from .rssm import RSSM, LatentState
 
 
 class WorldModelNetworks(nn.Module):

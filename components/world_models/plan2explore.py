@@ -59,9 +59,8 @@ from torch import nn
 
 from l2rl.config import ConfigError, PluginConfig
 from l2rl.core import AgentServices, Component, Learner, SequenceSource, WorldModelService
+from l2rl.dreamer_math import mlp
 from l2rl.types import EnvSpec, Losses, SequenceBatch
-
-from .rssm import mlp
 
 Target = Literal["stoch", "deter", "features"]
 """What the heads predict of the next state: DreamerV2's ``disag_target`` choices that a

@@ -15,18 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dreamer_math import unimix_logits
-
-
-def mlp(in_dim: int, units: int, layers: int, out_dim: int | None = None) -> nn.Sequential:
-    """``layers`` blocks of Linear, LayerNorm, SiLU, then a Linear to ``out_dim`` if given."""
-    blocks: list[nn.Module] = []
-    for _ in range(layers):
-        blocks += [nn.Linear(in_dim, units), nn.LayerNorm(units), nn.SiLU()]
-        in_dim = units
-    if out_dim is not None:
-        blocks.append(nn.Linear(in_dim, out_dim))
-    return nn.Sequential(*blocks)
+from l2rl.dreamer_math import mlp, unimix_logits
 
 
 @dataclass

@@ -45,18 +45,18 @@ import torch
 from pydantic import Field, PositiveInt
 from torch import nn
 
-from l2rl.components.world_models.dreamer_math import (
+from l2rl.config import ConfigError, PluginConfig
+from l2rl.core import Agent, AgentServices, SequenceSource, WorldModelService
+from l2rl.dreamer_math import (
     BINS,
     ReturnNormalizer,
     bins,
     lambda_returns,
+    mlp,
     twohot_loss,
     twohot_mean,
     unimix_logits,
 )
-from l2rl.components.world_models.rssm import mlp
-from l2rl.config import ConfigError, PluginConfig
-from l2rl.core import Agent, AgentServices, SequenceSource, WorldModelService
 from l2rl.types import EnvSpec, Losses
 
 # Bounds of the continuous actor's standard deviation (DreamerV3's bounded normal).

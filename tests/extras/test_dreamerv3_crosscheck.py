@@ -54,7 +54,7 @@ import jax.numpy as jnp
 from dreamerv3 import agent, jaxutils, nets
 from dreamerv3 import ninjax as nj
 
-from l2rl.components.world_models import dreamer_math as dm
+from l2rl import dreamer_math as dm
 
 RTOL = ATOL = 1e-6
 CONFIG = embodied.Config(dreamerv3.configs["defaults"])

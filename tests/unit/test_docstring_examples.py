@@ -9,7 +9,7 @@ import pytest
 
 MODULES = (
     "l2rl.aggregate",
-    "l2rl.components.world_models.dreamer_math",
+    "l2rl.dreamer_math",
     "l2rl.components.world_models.plan2explore",
     "l2rl.core",
     "l2rl.manifest",

@@ -13,13 +13,13 @@ import torch
 from l2rl.agents.dreamer import DreamerAgent, StartStates
 from l2rl.builder import services_from
 from l2rl.components.replay.fifo import FIFOReplay
-from l2rl.components.world_models.dreamer_math import twohot_mean
 from l2rl.components.world_models.dreamer_world_model import (
     DreamerWorldModel,
     DreamerWorldModelComponent,
 )
 from l2rl.config import ConfigError
 from l2rl.core import AgentServices, Component
+from l2rl.dreamer_math import twohot_mean
 from l2rl.testing import fake_scenario
 from l2rl.testing.conformance import check_agent
 from l2rl.types import EnvSpec

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from l2rl.components.world_models.dreamer_math import (
+from l2rl.dreamer_math import (
     ReturnNormalizer,
     balanced_kl_loss,
     bins,

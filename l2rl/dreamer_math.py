@@ -15,6 +15,8 @@ Domains through World Models"), as pure torch functions.
   representation terms with free bits of 1 nat after summing over latents).
 * :func:`lambda_returns`: ``R_t = r_t + gamma c_t ((1 - lambda) v_{t+1} + lambda R_{t+1})``
   with ``R_H = v_H`` (eq. 7).
+* :func:`mlp`: DreamerV3's MLP block (Linear, LayerNorm, SiLU), shared by the world model,
+  the actor-critic and exploration heads.
 * :class:`ReturnNormalizer`: ``S = EMA_0.99(P95(R) - P5(R))``; advantages are divided by
   ``max(1, S)`` (eq. 8).
 
@@ -29,6 +31,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 BINS = 255
 """Twohot bins of the reward and critic heads."""
@@ -183,3 +186,14 @@ class ReturnNormalizer:
     def load_state_dict(self, state: dict[str, float]) -> None:
         """Restore what :meth:`state_dict` returned."""
         self.range = float(state["range"])
+
+
+def mlp(in_dim: int, units: int, layers: int, out_dim: int | None = None) -> nn.Sequential:
+    """``layers`` blocks of Linear, LayerNorm, SiLU, then a Linear to ``out_dim`` if given."""
+    blocks: list[nn.Module] = []
+    for _ in range(layers):
+        blocks += [nn.Linear(in_dim, units), nn.LayerNorm(units), nn.SiLU()]
+        in_dim = units
+    if out_dim is not None:
+        blocks.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*blocks)
