@@ -15,7 +15,9 @@ from l2rl.testing import ConformanceError, check_scenario
 from l2rl.types import TaskSpec
 
 
-@pytest.mark.parametrize("name", ["cartpole-variants", "pendulum-gravity", "minigrid-sequence"])
+@pytest.mark.parametrize(
+    "name", ["cartpole-variants", "pendulum-gravity", "minigrid-sequence", "minatar-sequence"]
+)
 def test_builtin_scenarios_conform(name: str) -> None:
     report = check_scenario(registry.load("l2rl.scenarios", name), name=name)
     assert "shared spaces" in report.passed

@@ -48,7 +48,8 @@ def test_help_documents_every_command(capsys: pytest.CaptureFixture[str]) -> Non
 def test_list_shows_builtins_from_entry_points(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in ("dqn", "fifo", "cartpole-variants", "minigrid-sequence", "gym-sequence"):
+    builtins = ("dqn", "dreamer", "fifo", "dreamer-world-model", "plan2explore")
+    for name in (*builtins, "cartpole-variants", "minigrid-sequence", "minatar-sequence"):
         assert name in out
 
 

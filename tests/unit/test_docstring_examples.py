@@ -10,6 +10,7 @@ import pytest
 MODULES = (
     "l2rl.aggregate",
     "l2rl.dreamer_math",
+    "l2rl.components.world_models.conv",
     "l2rl.components.world_models.plan2explore",
     "l2rl.core",
     "l2rl.manifest",
