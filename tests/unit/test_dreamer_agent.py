@@ -188,3 +188,36 @@ def test_the_policy_on_replayed_observations_is_differentiable_in_the_actor() ->
     assert all(p.grad is not None for p in agent.nets.actor.parameters())
     assert all(p.grad is None for p in model.nets.parameters())
     assert agent.state_value(obs, torch.full((5,), -1)).shape == (5,)
+
+
+def test_dreamer_acts_and_learns_from_minatar_frames_through_the_cnn_world_model() -> None:
+    from l2rl.builder import build_run
+    from l2rl.config import parse_config
+
+    schedule = {"batch_size": 2, "sequence_length": 8, "train_every": 4, "learning_starts": 40}
+    config = parse_config(
+        {
+            "name": "dreamer-minatar",
+            "scenario": {
+                "name": "minatar-sequence",
+                "options": {"games": ["breakout", "freeway"]},
+                "steps_per_task": 60,
+                "task_aware": False,
+            },
+            "agent": {"name": "dreamer", "options": {"units": 16, "layers": 1, **schedule}},
+            "replay": {"name": "fifo", "options": {"capacity": 500, "chunk_steps": 16}},
+            "components": [
+                {
+                    "name": "dreamer-world-model",
+                    "options": {**SMALL_MODEL, "cnn_depth": 4, **schedule},
+                }
+            ],
+            "evaluation": {"every": 60, "episodes": 1, "max_episode_steps": 20},
+            "progress": False,
+        }
+    )
+    built = build_run(config, seed=0)
+    runner = built.runner()
+    result = runner.run()
+    assert result.env_steps == 120
+    assert runner.ctx.learner_updates["agent"] > 0 and runner.ctx.learner_updates["world_model"] > 0
