@@ -31,8 +31,10 @@ says otherwise (batch 16 sequences x 64 steps by default), three measurements:
    the first update), at the end, and what the updates added. RSS is what the machine
    pays (torch's CPU tensors come from ``malloc``, which ``tracemalloc`` does not see); a
    fresh process per figure keeps earlier measurements' memory out of it. It includes
-   the interpreter, torch and l2rl (about 240 MiB before anything is built). Further
-   measurements (a whole agent's run) register in :data:`MEMORY_RUNS`.
+   the interpreter, torch and l2rl (about 240 MiB before anything is built). The
+   training steps of a Dreamer run (agent and world model updated at every step, the
+   agent imagining from batches of the same size) are measured the same way; further
+   measurements register in :data:`MEMORY_RUNS`.
 
 Timings are CPU time of this process (``time.process_time``) with one torch thread: on a
 shared 2-core machine wall time swings with the other load, CPU time much less. The exit
@@ -64,6 +66,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from l2rl.agents.dreamer import DreamerAgent
 from l2rl.builder import build_component, services_from
 from l2rl.components.replay.buffer import StepBatch
 from l2rl.components.replay.component import ChunkReplay
@@ -73,6 +76,7 @@ from l2rl.components.world_models.dreamer_world_model import (
 )
 from l2rl.components.world_models.rssm import LatentState
 from l2rl.config import EvalConfig, PluginRef
+from l2rl.core import Agent
 from l2rl.hooks import Hook
 from l2rl.runner import Runner
 from l2rl.scenarios.from_envs import scenario_from_envs
@@ -310,9 +314,15 @@ def filled_replay(env_spec: EnvSpec, length: int, seed: int) -> ChunkReplay:
 
 
 class L2RLLoop:
-    """The world model trained by the runner's update path, from a real ``fifo`` replay."""
+    """The world model trained by the runner's update path, from a real ``fifo`` replay.
 
-    def __init__(self, sizes: Sizes, seed: int) -> None:
+    With ``dreamer`` the agent is the ``dreamer`` agent (actor-critic of ``units`` width,
+    start states from batches of the same size, horizon 15) and :meth:`step` updates it
+    too: one training step of a Dreamer run; otherwise a :class:`FakeAgent` that never
+    updates, and the step is the world model's update alone.
+    """
+
+    def __init__(self, sizes: Sizes, seed: int, dreamer: bool = False) -> None:
         scenario = scenario_from_envs([ENV_ID], steps_per_task=1, return_range=(0.0, 500.0))
         spec = scenario.env_spec()
         self.replay = filled_replay(spec, sizes.length, seed)
@@ -323,18 +333,32 @@ class L2RLLoop:
         services = services_from(self.components)
         for c in self.components:
             c.wire(services)
-        agent = FakeAgent(FakeAgent.Config(), spec, services, seed)
+        agent: Agent
+        if dreamer:
+            options = {
+                "units": sizes.units,
+                "layers": sizes.layers,
+                "batch_size": sizes.batch,
+                "sequence_length": sizes.length,
+                "train_every": 1,
+                "learning_starts": 0,
+            }
+            agent = DreamerAgent(DreamerAgent.Config(**options), spec, services, seed)
+        else:
+            agent = FakeAgent(FakeAgent.Config(), spec, services, seed)
+        self.learners = [agent, component.model] if dreamer else [component.model]
         evaluation = EvalConfig(every=10**9, episodes=1, max_episode_steps=1)
         self.runner = Runner(scenario, agent, self.components, evaluation, seed, env_spec=spec)
         self.runner.hooks.fire(Hook.RUN_START, self.runner.ctx)  # seeds the replay
         self.model: DreamerWorldModel = component.model
 
     def step(self) -> None:
-        """One world-model update as the runner does it at a due env step."""
+        """The updates of one due env step, as the runner does them."""
         runner, ctx = self.runner, self.runner.ctx
         ctx.global_step += 1
-        for batch in self.model.batches(ctx.global_step):
-            runner._update(self.model, batch)
+        for learner in self.learners:
+            for batch in learner.batches(ctx.global_step):
+                runner._update(learner, batch)
 
     def sample(self) -> SequenceBatch:
         """One batch as the world model draws it."""
@@ -522,9 +546,14 @@ def _plain_setup(sizes: Sizes, seed: int) -> Callable[[], None]:
     return PlainLoop(sizes, [tensors(l2rl.sample()) for _ in range(8)]).step
 
 
+def _dreamer_setup(sizes: Sizes, seed: int) -> Callable[[], None]:
+    return L2RLLoop(sizes, seed, dreamer=True).step
+
+
 MEMORY_RUNS: dict[str, MemoryRun] = {
     "l2rl": MemoryRun("world-model training, l2rl", _l2rl_setup),
     "plain": MemoryRun("world-model training, plain loop", _plain_setup),
+    "dreamer": MemoryRun("Dreamer training (agent + world model), l2rl", _dreamer_setup),
 }
 """Peak-memory measurements by key; each runs in its own child process."""
 
