@@ -27,6 +27,8 @@ official ``dreamerv3`` package's own functions in ``tests/extras/test_dreamerv3_
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -197,3 +199,18 @@ def mlp(in_dim: int, units: int, layers: int, out_dim: int | None = None) -> nn.
     if out_dim is not None:
         blocks.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*blocks)
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Run ``module`` without its parameters in the autograd graph (flags restored after):
+    gradients still flow through it to its inputs (imagination's actions), never into its
+    parameters."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)

@@ -31,7 +31,6 @@ right for 0/1 frames such as MinAtar's too).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from typing import Any
 
 import gymnasium as gym
@@ -42,7 +41,16 @@ from torch import nn
 
 from l2rl.config import ConfigError, PluginConfig
 from l2rl.core import AgentServices, Component, Learner, SequenceSource
-from l2rl.dreamer_math import BINS, balanced_kl_loss, bins, mlp, symlog, twohot_loss, twohot_mean
+from l2rl.dreamer_math import (
+    BINS,
+    balanced_kl_loss,
+    bins,
+    frozen,
+    mlp,
+    symlog,
+    twohot_loss,
+    twohot_mean,
+)
 from l2rl.types import EnvSpec, Losses, SequenceBatch
 
 from .conv import ConvDecoder, ConvEncoder
@@ -283,7 +291,7 @@ class DreamerWorldModel(Learner):
         state = LatentState(
             start.deter.reshape(-1, rssm.deter), start.stoch.reshape(-1, rssm.latents, rssm.classes)
         )
-        with _frozen(self.nets):
+        with frozen(self.nets):
             feats, actions = [rssm.features(state)], []
             for _ in range(horizon):
                 action = policy(feats[-1])
@@ -298,19 +306,6 @@ class DreamerWorldModel(Learner):
                 # The continue head's mode, as DreamerV3's imagination uses it.
                 "continues": (self.nets.cont(stacked[1:]).squeeze(-1) > 0).to(torch.float32),
             }
-
-
-@contextmanager
-def _frozen(module: nn.Module) -> Iterator[None]:
-    """Build the autograd graph without ``module``'s parameters as leaves (restored after)."""
-    flags = [(p, p.requires_grad) for p in module.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 class DreamerWorldModelComponent(Component):

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +50,7 @@ from l2rl.dreamer_math import (
     BINS,
     ReturnNormalizer,
     bins,
+    frozen,
     lambda_returns,
     mlp,
     twohot_loss,
@@ -97,19 +97,6 @@ class ActorCritic(nn.Module):
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.bins: torch.Tensor
         self.register_buffer("bins", bins(BINS), persistent=False)
-
-
-@contextmanager
-def _frozen(module: nn.Module) -> Iterator[None]:
-    """Evaluate ``module`` without its parameters in the autograd graph."""
-    flags = [(p, p.requires_grad) for p in module.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 class DreamerAgent(Agent):
@@ -317,7 +304,7 @@ class DreamerAgent(Agent):
         rewards = rollout["rewards"]
         if self.exploration is not None:
             rewards = self.exploration.imagined_reward(feats, actions, rewards)
-        with _frozen(nets.critic):
+        with frozen(nets.critic):
             values = twohot_mean(nets.critic(feats), nets.bins)
         returns = lambda_returns(rewards, rollout["continues"], values, c.gamma, c.lam)
         with torch.no_grad():
