@@ -41,13 +41,14 @@ class ConfigError(ValueError):
 
 
 class PluginConfig(BaseModel):
-    """Base class of every plugin's options model: unknown keys and coercions are errors."""
+    """Base class of every plugin's options model: unknown keys, coercions and non-finite
+    floats (``.inf``, ``.nan``, which ``gt=0`` alone lets through) are errors."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class PluginRef(_Strict):

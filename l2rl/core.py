@@ -287,9 +287,10 @@ class Learner(abc.ABC):
     Each update the runner asks :meth:`batches` for the minibatches due, takes
     :meth:`losses` on each (plus the loss terms of components aimed at this learner), checks
     them and their gradients for NaN/inf, backpropagates the sum, clips to
-    ``max_grad_norm`` and steps :attr:`optimizer`, then calls :meth:`after_optimizer_step`.
-    Every parameter of :meth:`networks` that can receive a gradient must belong to
-    :attr:`optimizer` (:func:`l2rl.testing.check_agent` and ``check_component`` check it).
+    ``max_grad_norm``, steps :attr:`optimizer` and checks the parameters for NaN/inf, then
+    calls :meth:`after_optimizer_step`. Every parameter of :meth:`networks` that can
+    receive a gradient must belong to :attr:`optimizer` (:func:`l2rl.testing.check_agent`
+    and ``check_component`` check it).
 
     >>> import torch
     >>> from torch import nn

@@ -37,14 +37,16 @@ class LossKeyError(ValueError):
 
 
 class NonFiniteError(FloatingPointError):
-    """A learner's loss or gradient is NaN or infinite: the run stops there.
+    """A learner's loss, gradient or (after its optimizer step) parameter is NaN or
+    infinite: the run stops there.
 
     Records up to this step and the checkpoint of the last finished window stay on disk, so
     ``l2rl resume`` can continue from it (with a changed setting, e.g. a smaller ``lr``).
 
     Attributes:
         learner: the learner's name.
-        key: the loss key, or ``"gradient of <parameter>"``.
+        key: the loss key, ``"gradient of <parameter>"`` or ``"parameter <parameter> (after
+            the optimizer step)"``.
         global_step: the env step of the update.
         value: the offending value (NaN or +-inf).
     """
@@ -324,6 +326,7 @@ class Runner:
         hooks.fire(Hook.AFTER_BACKWARD, ctx, learner=name)
         self._check_gradients(learner)
         optimizer.step()
+        self._check_parameters(learner)
         ctx.learner_updates[name] += 1
         count = ctx.learner_updates[name]
         log_now = count % self.log_every_updates == 0
@@ -366,6 +369,29 @@ class Runner:
                 where = names.get(id(param), "a parameter outside networks()")
                 raise NonFiniteError(
                     learner.learner_name, f"gradient of {where}", self.ctx.global_step, bad
+                )
+        # Every element is finite: only the float32 sum of squares overflowed.
+
+    def _check_parameters(self, learner: Learner) -> None:
+        """Raise naming the first parameter the optimizer step made NaN/inf (a huge but
+        finite gradient times the learning rate overflows). Elements are inspected only
+        when the parameters' global norm is not finite."""
+        params = [p for group in learner.optimizer.param_groups for p in group["params"]]
+        with torch.no_grad():
+            norm = torch.nn.utils.get_total_norm(params) if params else torch.zeros(())
+        if torch.isfinite(norm):
+            return
+        names = {id(p): n for n, p in learner.networks().named_parameters()}
+        for param in params:
+            finite = torch.isfinite(param.detach())
+            if not bool(finite.all()):
+                bad = float(param.detach()[~finite].flatten()[0])
+                where = names.get(id(param), "a parameter outside networks()")
+                raise NonFiniteError(
+                    learner.learner_name,
+                    f"parameter {where} (after the optimizer step)",
+                    self.ctx.global_step,
+                    bad,
                 )
         # Every element is finite: only the float32 sum of squares overflowed.
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from l2rl import registry
 from l2rl.builder import build_run, check_config
 from l2rl.config import (
     ConfigError,
@@ -15,6 +16,7 @@ from l2rl.config import (
     load_config,
     load_yaml,
     parse_config,
+    validate_options,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,3 +131,37 @@ def test_dumped_config_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(dump_config(config))
     assert load_config(path) == config
+
+
+def _float_fields() -> list[tuple[registry.Group, str, str, bool]]:
+    """``(group, plugin, field, list-only)`` for every float option of every plugin."""
+    found = []
+    for group in registry.GROUPS:
+        for name in registry.available(group):
+            model = registry.load(group, name).Config
+            for field, info in model.model_fields.items():
+                annotation = str(info.annotation)
+                if "float" in annotation:
+                    list_only = "float |" not in annotation and annotation != "<class 'float'>"
+                    found.append((group, name, field, list_only))
+    return found
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_every_plugins_float_options_reject_non_finite_values(value: float) -> None:
+    fields = _float_fields()
+    assert len(fields) > 20  # agents, components and scenarios all have some
+    for group, name, field, list_only in fields:
+        model = registry.load(group, name).Config
+        with pytest.raises(ConfigError) as info:
+            validate_options(model, {field: [value] if list_only else value}, f"{name} options")
+        assert f"{field}" in str(info.value) and "finite" in str(info.value), (name, field)
+
+
+def test_an_infinite_lr_override_fails_at_config_time_naming_the_option(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_config(parse_config(minimal())))
+    for raw in (".inf", ".nan", "-.inf"):
+        config = load_config(path, [f"agent.options.lr={raw}"])
+        with pytest.raises(ConfigError, match=r"agent 'dqn' options:\n  lr: .*finite"):
+            check_config(config)

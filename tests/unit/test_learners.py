@@ -200,6 +200,29 @@ def test_a_non_finite_gradient_names_the_parameter() -> None:
         runner.run()
 
 
+def test_parameters_overflowed_by_the_optimizer_step_stop_the_run() -> None:
+    class HugeGradient(Component):
+        """A finite gradient that, times the huge lr, overflows the bias to inf."""
+
+        def __init__(self) -> None:
+            super().__init__(PluginConfig(), fake_scenario(1, 4).env_spec())
+            self.name = "huge-grad"
+
+        def after_backward(self, ctx: RunContext) -> None:
+            bias = ctx.agent.networks().bias
+            assert bias.grad is not None
+            bias.grad.fill_(1e30)
+
+    runner = make_runner([HugeGradient()], lr=1e30)
+    with pytest.raises(
+        NonFiniteError,
+        match=r"learner 'agent': parameter bias \(after the optimizer step\) is -inf at step 8",
+    ) as err:
+        runner.run()
+    assert (err.value.learner, err.value.global_step) == ("agent", 8)
+    assert err.value.key == "parameter bias (after the optimizer step)"
+
+
 def test_non_finite_error_survives_pickling() -> None:
     import pickle
 
