@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -113,7 +113,9 @@ class RunConfig(_Strict):
     """One experiment: scenario, agent, replay, components, evaluation, seeds, output."""
 
     name: str = Field(description="Experiment name; the run directory is `<output_dir>/<name>`.")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Seeds.")
+    seeds: list[int] = Field(
+        default_factory=lambda: [0], min_length=1, description="Seeds, distinct."
+    )
     scenario: ScenarioConfig
     agent: PluginRef
     replay: PluginRef | None = Field(
@@ -133,6 +135,15 @@ class RunConfig(_Strict):
         default=None, gt=0, description="torch.set_num_threads for the run (None: leave it)."
     )
     progress: bool = Field(default=True, description="Show a progress display on stderr.")
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        """Each seed has its own run directory: a repeated seed would collide there."""
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            raise ValueError(f"seeds must be distinct, repeated: {repeated}")
+        return seeds
 
 
 def format_validation_error(err: ValidationError, where: str) -> str:

@@ -55,6 +55,8 @@ def test_defaults_fill_in_fifo_replay_and_one_seed() -> None:
         ({"scenario": {"name": "cartpole-variants", "steps_per_task": 1.5}}, "steps_per_task"),
         ({"evaluation": {"every": 0}}, "evaluation.every"),
         ({"seeds": []}, "seeds"),
+        ({"seeds": [0, 0]}, "seeds: Value error, seeds must be distinct, repeated: [0]"),
+        ({"seeds": [3, 1, 3, 1, 2]}, "seeds must be distinct, repeated: [1, 3]"),
     ],
 )
 def test_bad_top_level_values_name_the_field(changes: dict[str, Any], fragment: str) -> None:
