@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -109,12 +109,18 @@ class MetricsConfig(_Strict):
     )
 
 
+Seed = Annotated[int, Field(ge=0, lt=2**64)]
+"""A run seed: what numpy's and torch's generators accept."""
+
+
 class RunConfig(_Strict):
     """One experiment: scenario, agent, replay, components, evaluation, seeds, output."""
 
     name: str = Field(description="Experiment name; the run directory is `<output_dir>/<name>`.")
-    seeds: list[int] = Field(
-        default_factory=lambda: [0], min_length=1, description="Seeds, distinct."
+    seeds: list[Seed] = Field(
+        default_factory=lambda: [0],
+        min_length=1,
+        description="Seeds, distinct, each in [0, 2**64) (one run directory per seed).",
     )
     scenario: ScenarioConfig
     agent: PluginRef

@@ -8,6 +8,7 @@ Three groups: ``l2rl.agents`` (an :class:`~l2rl.core.Agent` subclass), ``l2rl.co
 
 from __future__ import annotations
 
+import difflib
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Literal
 
@@ -16,7 +17,8 @@ GROUPS: tuple[Group, ...] = ("l2rl.agents", "l2rl.components", "l2rl.scenarios")
 
 
 class UnknownPluginError(LookupError):
-    """No plugin of that name is registered; the message lists the available ones."""
+    """No plugin of that name is registered; the message suggests the nearest names and
+    lists the available ones."""
 
 
 class PluginLoadError(ImportError):
@@ -60,7 +62,9 @@ def load(group: Group, name: str) -> Any:
     if name not in points:
         names = ", ".join(sorted(points)) or "(none)"
         kind = group.split(".")[1][:-1]
-        raise UnknownPluginError(f"unknown {kind} {name!r}; available: {names}")
+        close = difflib.get_close_matches(name, sorted(points), n=3)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        raise UnknownPluginError(f"unknown {kind} {name!r}; {hint}available: {names}")
     try:
         return points[name].load()
     except Exception as exc:

@@ -57,6 +57,7 @@ def test_defaults_fill_in_fifo_replay_and_one_seed() -> None:
         ({"seeds": []}, "seeds"),
         ({"seeds": [0, 0]}, "seeds: Value error, seeds must be distinct, repeated: [0]"),
         ({"seeds": [3, 1, 3, 1, 2]}, "seeds must be distinct, repeated: [1, 3]"),
+        ({"seeds": [-1]}, "seeds.0: Input should be greater than or equal to 0"),
     ],
 )
 def test_bad_top_level_values_name_the_field(changes: dict[str, Any], fragment: str) -> None:
@@ -92,6 +93,33 @@ def test_unknown_name_lists_available_names() -> None:
     config = parse_config(minimal(agent={"name": "dqm"}))
     with pytest.raises(ConfigError, match="dqn"):
         build_run(config, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"agent": {"name": "dqnn"}}, "unknown agent 'dqnn'; did you mean 'dqn'? available: "),
+        ({"replay": {"name": "fifoo"}}, "unknown component 'fifoo'; did you mean 'fifo'?"),
+        (
+            {"scenario": {"name": "cartpole-variant", "steps_per_task": 10}},
+            "did you mean 'cartpole-variants'?",
+        ),
+    ],
+)
+def test_unknown_names_suggest_the_nearest_match(changes: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_run(parse_config(minimal(**changes)), seed=0)
+    assert fragment in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        build_run(parse_config(minimal(agent={"name": "zzzzzz"})), seed=0)
+    assert "did you mean" not in str(info.value)
+
+
+def test_seeds_up_to_2_to_the_64_build_and_larger_ones_are_blamed_on_seeds() -> None:
+    config = parse_config(minimal(seeds=[2**64 - 1]))
+    build_run(config, seed=config.seeds[0])  # numpy and torch accept it
+    with pytest.raises(ConfigError, match=r"seeds\.1: Input should be less than 1844"):
+        parse_config(minimal(seeds=[0, 2**64]))
 
 
 def test_duplicate_component_names_need_labels() -> None:
