@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -25,6 +26,39 @@ _EPILOG = """examples:
 """
 
 
+class _SeedsAction(argparse.Action):
+    """``--seeds 0 1 2`` or ``--seeds 0,1,2``; the list ends at the first ``key=value``.
+
+    argparse's ``nargs='+'`` takes every following token that does not look like an option,
+    overrides included; those from the first token holding ``=`` on are handed back as
+    overrides (``namespace.overrides_after_seeds``).
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        tokens = [str(v) for v in (values or [])]
+        split = next((i for i, t in enumerate(tokens) if "=" in t), len(tokens))
+        seeds: list[int] = []
+        for token in tokens[:split]:
+            for part in token.split(","):
+                try:
+                    seeds.append(int(part))
+                except ValueError:
+                    parser.error(
+                        f"--seeds: {part!r} is not an integer "
+                        "(write --seeds 0 1 2 or --seeds 0,1,2)"
+                    )
+        if not seeds:
+            parser.error("--seeds: give at least one seed before the key=value overrides")
+        setattr(namespace, self.dest, seeds)
+        namespace.overrides_after_seeds = tokens[split:]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="l2rl",
@@ -40,7 +74,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Run CONFIG (YAML) for each seed, write results, print metrics.",
     )
     run.add_argument("config", type=Path, help="experiment config (YAML)")
-    run.add_argument("--seeds", type=int, nargs="+", help="seeds to run (overrides the config's)")
+    run.add_argument(
+        "--seeds",
+        nargs="+",
+        action=_SeedsAction,
+        metavar="SEED",
+        help="seeds to run, e.g. 0 1 2 or 0,1,2 (overrides the config's)",
+    )
     run.add_argument("--output-dir", help="where run directories go (overrides output_dir)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress display")
     run.add_argument(
@@ -123,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Overrides may come before or after options (`run c.yaml --no-progress a=1`);
     # argparse stops collecting a positional list at the first option, so gather the rest.
     args, extra = parser.parse_known_args(argv)
+    extra = [*getattr(args, "overrides_after_seeds", []), *extra]
     if extra:
         if args.command not in ("run", "check") or any(
             e.startswith("-") or "=" not in e for e in extra

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from l2rl.cli import main
+from l2rl.cli import _parser, main
 from l2rl.logging.files import read_records
 from l2rl.metrics import HEADLINE_METRICS
 
@@ -119,3 +120,57 @@ def test_run_with_worker_processes(tiny_config: Path, tmp_path: Path) -> None:
     summary = json.loads((experiment / "summary.json").read_text())
     assert summary["cw_forgetting"]["n"] == 2
     assert main(["run", str(tiny_config), "--workers", "0"]) == 2
+
+
+def _help_examples(capsys: pytest.CaptureFixture[str]) -> list[list[str]]:
+    """The command lines under 'examples:' in ``l2rl --help``, without the ``l2rl``."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    lines = out.split("examples:", 1)[1].splitlines()
+    return [shlex.split(line)[1:] for line in lines if line.strip().startswith("l2rl ")]
+
+
+def test_the_seeds_list_ends_at_the_first_override() -> None:
+    parser = _parser()
+    args, extra = parser.parse_known_args(
+        ["run", "c.yaml", "--seeds", "0", "1", "2", "a.b=5000", "c=1e-3"]
+    )
+    assert (args.seeds, args.overrides_after_seeds, extra) == (
+        [0, 1, 2],
+        ["a.b=5000", "c=1e-3"],
+        [],
+    )
+    args, _ = parser.parse_known_args(["run", "c.yaml", "--seeds", "4,5", "--no-progress"])
+    assert args.seeds == [4, 5] and args.no_progress
+
+
+def test_every_help_example_parses_and_runs(
+    tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    examples = _help_examples(capsys)
+    assert {e[0] for e in examples} == {"run", "check", "list", "metrics", "resume"}
+    for example in examples:  # every one parses with the real parser, nothing left over
+        _, extra = _parser().parse_known_args(example)
+        assert all("=" in e for e in extra), example
+    # Run each on the tiny config (budgets cut by overrides appended at the end, which win),
+    # 'metrics' and 'resume' on the experiment the first run wrote.
+    tiny = ["scenario.steps_per_task=100", "metrics.reference_runs=false"]
+    experiment: Path | None = None
+    for example in examples:
+        argv = [str(tiny_config) if a == "experiments/default.yaml" else a for a in example]
+        if argv[0] == "run":
+            argv += tiny
+        if argv[0] in ("metrics", "resume"):
+            assert experiment is not None
+            argv = [argv[0], str(experiment)]
+        before = set((tmp_path / "runs").glob("tiny-*"))
+        assert main(argv) == 0, argv
+        capsys.readouterr()
+        if argv[0] == "run":
+            (new,) = set((tmp_path / "runs").glob("tiny-*")) - before
+            experiment = experiment or new
+            if "--seeds" in argv:
+                assert sorted(p.name for p in new.glob("seed_*")) == ["seed_0", "seed_1", "seed_2"]
+                config = yaml.safe_load((new / "seed_0" / "config.yaml").read_text())
+                assert config["agent"]["options"]["lr"] == pytest.approx(1e-3)
