@@ -169,11 +169,53 @@ def validate_options(model: type[M], options: Mapping[str, Any], where: str) -> 
         raise ConfigError(format_validation_error(err, where)) from None
 
 
+def _item_name(item: Any) -> str:
+    """How an override error shows a list item: its label and name, or its value."""
+    if isinstance(item, dict) and ("name" in item or "label" in item):
+        name, label = item.get("name"), item.get("label")
+        return f"{label} ({name})" if label is not None and label != name else str(name)
+    return repr(item)
+
+
+def _list_index(items: list[Any], part: str, override: str, where: str) -> int:
+    """The position in the list ``items`` (at path ``where``) that the key ``part`` names:
+    an index, or the ``label`` or ``name`` of exactly one item."""
+    if re.fullmatch(r"[+-]?\d+", part):
+        index = int(part)
+        if not 0 <= index < len(items):
+            raise ConfigError(
+                f"override {override!r}: index {index} is out of range, {where} has "
+                f"{len(items)} item(s)"
+            )
+        return index
+    matches = [
+        i
+        for i, item in enumerate(items)
+        if isinstance(item, dict) and part in (item.get("label"), item.get("name"))
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    listing = ", ".join(f"{i}: {_item_name(item)}" for i, item in enumerate(items)) or "none"
+    if not matches:
+        raise ConfigError(
+            f"override {override!r}: no item of {where} has label or name {part!r} "
+            f"(its items: {listing})"
+        )
+    raise ConfigError(
+        f"override {override!r}: {part!r} is ambiguous, items {matches} of {where} have that "
+        f"label or name; use an index or give them distinct labels (its items: {listing})"
+    )
+
+
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``dotted.key=value`` overrides; values are parsed as YAML scalars/lists.
 
+    A key descends into a list by index (``components.0.options.x=1``) or by the ``label``
+    or ``name`` of exactly one of its items (``components.ewc.options.x=1``).
+
     Raises:
-        ConfigError: for an override without ``=`` or one that descends into a non-mapping.
+        ConfigError: for an override without ``=``, one that descends into a scalar, or a
+            list index that is out of range, unknown or ambiguous.
     """
     for override in overrides:
         if "=" not in override:
@@ -182,15 +224,22 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         value = load_yaml(raw) if raw else ""
         node: Any = data
         parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.get(part) if isinstance(node, dict) else None
-            if child is None:
-                child = {}
-                node[part] = child
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {override!r}: {part!r} is not a mapping")
+        for depth, part in enumerate(parts[:-1]):
+            if isinstance(node, list):
+                child = node[_list_index(node, part, override, ".".join(parts[:depth]))]
+            else:
+                child = node.get(part)
+                if child is None:
+                    child = {}
+                    node[part] = child
+            if not isinstance(child, dict | list):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"override {override!r}: {where!r} is not a mapping or a list")
             node = child
-        node[parts[-1]] = value
+        if isinstance(node, list):
+            node[_list_index(node, parts[-1], override, ".".join(parts[:-1]))] = value
+        else:
+            node[parts[-1]] = value
     return data
 
 

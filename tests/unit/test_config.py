@@ -138,6 +138,59 @@ def test_overrides_reach_nested_keys_and_parse_yaml_values() -> None:
     assert config.seeds == [1, 2]
 
 
+def _with_components() -> dict[str, Any]:
+    return minimal(
+        seeds=[0],
+        components=[
+            {"name": "ewc", "options": {"strength": 1.0}},
+            {"name": "l2", "label": "l2-a", "options": {"strength": 2.0}},
+            {"name": "l2", "label": "l2-b"},
+        ],
+    )
+
+
+def test_overrides_reach_list_items_by_index_label_or_name() -> None:
+    data = apply_overrides(
+        _with_components(),
+        [
+            "components.0.options.strength=10",
+            "components.ewc.options.fisher_floor=0.5",
+            "components.l2-b.options.strength=3",
+            "components.1.label=l2-first",
+            "seeds=[4, 5]",
+            "seeds.1=6",
+        ],
+    )
+    config = parse_config(data)
+    ewc, first, second = config.components
+    assert ewc.options == {"strength": 10, "fisher_floor": 0.5}
+    assert (first.label, first.options) == ("l2-first", {"strength": 2.0})
+    assert (second.label, second.options) == ("l2-b", {"strength": 3})
+    assert config.seeds == [4, 6]
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("components.3.options.x=1", "index 3 is out of range, components has 3 item(s)"),
+        ("components.-1.options.x=1", "index -1 is out of range"),
+        ("seeds.1=2", "index 1 is out of range, seeds has 1 item(s)"),
+        (
+            "components.l2.options.x=1",
+            "'l2' is ambiguous, items [1, 2] of components have that label or name; use an "
+            "index or give them distinct labels (its items: 0: ewc, 1: l2-a (l2), 2: l2-b (l2))",
+        ),
+        ("components.si.options.x=1", "no item of components has label or name 'si'"),
+        ("name.x=1", "'name' is not a mapping or a list"),
+        ("components.0.name.x=1", "'components.0.name' is not a mapping or a list"),
+    ],
+)
+def test_bad_list_overrides_say_why(override: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        apply_overrides(_with_components(), [override])
+    assert f"override {override!r}: {fragment}" in str(info.value)
+
+
 def test_override_without_equals_is_an_error() -> None:
     with pytest.raises(ConfigError, match="key=value"):
         apply_overrides(minimal(), ["scenario.steps_per_task"])
