@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -15,13 +15,31 @@ import torch
 from l2rl.types import EvalRecord
 
 
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new, empty ``.<name>.<random>.tmp`` next to ``path``, opened for writing.
+
+    Created with mode ``0o666`` so that the umask applies, as for any file ``open`` creates
+    (``tempfile.mkstemp`` makes files ``0o600``, unreadable to colleagues on a shared
+    machine once renamed into place).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file next to {path}")
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that a reader sees the old or the new file, never half.
 
-    Writes a temporary file in the same folder, fsyncs it, then ``os.replace``s it.
+    Writes a temporary file in the same folder (mode ``0o666`` less the umask, like any new
+    file), fsyncs it, then ``os.replace``s it.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
@@ -29,7 +47,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -39,15 +57,15 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
-    """``torch.save`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """``torch.save`` through a temporary file (mode as for :func:`atomic_write_text`)
+    and ``os.replace``."""
+    fd, tmp = _create_temporary(path)
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
