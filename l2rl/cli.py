@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from l2rl import registry
 from l2rl.builder import check_config
 from l2rl.config import ConfigError, load_config
 from l2rl.hooks import HookRegistrationError
+from l2rl.progress import hidden
 
 _EPILOG = """examples:
   l2rl run experiments/default.yaml
@@ -107,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         "checkpoint (or rerun them), then print the metrics.",
     )
     resume.add_argument("experiment_dir", type=Path)
+    resume.add_argument("--no-progress", action="store_true", help="hide the progress display")
 
     sub.add_parser("list", help="list registered agents, components and scenarios")
 
@@ -183,7 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if not (args.experiment_dir / "config.yaml").is_file():
                 raise FileNotFoundError(f"{args.experiment_dir} holds no experiment config.yaml")
-            print_metrics(resume_experiment(args.experiment_dir).directory, console)
+            with hidden() if args.no_progress else nullcontext():
+                result = resume_experiment(args.experiment_dir)
+            print_metrics(result.directory, console)
         elif args.command == "list":
             _list(console)
         elif args.command == "metrics":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 
 from rich.console import Console
@@ -15,15 +18,32 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+_HIDDEN: ContextVar[bool] = ContextVar("l2rl_progress_hidden", default=False)
+
+
+@contextmanager
+def hidden() -> Iterator[None]:
+    """Disable every :class:`ProgressDisplay` created inside, whatever a config says.
+
+    ``l2rl resume --no-progress`` uses it: a resumed run reads ``progress`` from the
+    ``config.yaml`` files it wrote at the start.
+    """
+    token = _HIDDEN.set(True)
+    try:
+        yield
+    finally:
+        _HIDDEN.reset(token)
+
 
 class ProgressDisplay:
     """A one-line rich progress bar on stderr over the run's total env steps.
 
-    Disabled (a no-op) when ``enabled`` is false; rich itself falls back to plain
-    occasional lines when stderr is not a terminal.
+    Disabled (a no-op) when ``enabled`` is false or inside :func:`hidden`; rich itself
+    falls back to plain occasional lines when stderr is not a terminal.
     """
 
     def __init__(self, total_steps: int, label: str, enabled: bool = True) -> None:
+        enabled = enabled and not _HIDDEN.get()
         self.enabled = enabled
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),

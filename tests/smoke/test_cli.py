@@ -174,3 +174,34 @@ def test_every_help_example_parses_and_runs(
                 assert sorted(p.name for p in new.glob("seed_*")) == ["seed_0", "seed_1", "seed_2"]
                 config = yaml.safe_load((new / "seed_0" / "config.yaml").read_text())
                 assert config["agent"]["options"]["lr"] == pytest.approx(1e-3)
+
+
+def test_resume_accepts_no_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from l2rl import progress
+
+    shown: list[bool] = []
+    original = progress.ProgressDisplay.__init__
+
+    def spy(self: progress.ProgressDisplay, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        shown.append(self.enabled)
+
+    monkeypatch.setattr(progress.ProgressDisplay, "__init__", spy)
+    # An experiment interrupted before its seed started, whose config asks for progress.
+    experiment = tmp_path / "interrupted"
+    experiment.mkdir()
+    config = {
+        **TINY,
+        "seeds": [0],
+        "progress": True,
+        "output_dir": str(tmp_path / "runs"),
+        "scenario": {**TINY["scenario"], "steps_per_task": 100},  # type: ignore[dict-item]
+        "metrics": {"reference_runs": False},
+    }
+    (experiment / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["resume", str(experiment), "--no-progress"]) == 0
+    assert shown == [False]
+    assert (experiment / "seed_0" / "metrics.json").is_file()
+    assert "cw_forgetting" in capsys.readouterr().out
