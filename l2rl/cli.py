@@ -121,13 +121,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list(console: Console) -> None:
+    """One table per plugin group; a plugin whose entry point fails to import is shown as
+    broken, with the import error."""
     for group in registry.GROUPS:
+        errors = registry.import_errors(group)
         table = Table(title=group)
         table.add_column("name")
         table.add_column("provided by")
+        table.add_column("status")
         for name, target in registry.describe(group).items():
-            table.add_row(name, target)
+            table.add_row(name, target, "[red]broken[/red]" if name in errors else "ok")
         console.print(table)
+        for name, error in errors.items():  # in full, never cut to the terminal's width
+            console.print(f"{group} {name!r} is broken: {error}", markup=False, soft_wrap=True)
 
 
 def _run(args: argparse.Namespace, console: Console) -> None:

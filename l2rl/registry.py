@@ -49,6 +49,18 @@ def describe(group: Group) -> dict[str, str]:
     return {name: ep.value for name, ep in sorted(_entry_points(group).items())}
 
 
+def import_errors(group: Group) -> dict[str, str]:
+    """``name -> error`` for every plugin in ``group`` whose entry point fails to import
+    (each plugin is imported to find out); the others are absent."""
+    errors: dict[str, str] = {}
+    for name, ep in sorted(_entry_points(group).items()):
+        try:
+            ep.load()
+        except Exception as exc:
+            errors[name] = f"{type(exc).__name__}: {exc}"
+    return errors
+
+
 def load(group: Group, name: str) -> Any:
     """The object registered as ``name`` in ``group``.
 

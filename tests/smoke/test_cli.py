@@ -205,3 +205,29 @@ def test_resume_accepts_no_progress(
     assert shown == [False]
     assert (experiment / "seed_0" / "metrics.json").is_file()
     assert "cw_forgetting" in capsys.readouterr().out
+
+
+def test_list_shows_plugins_that_fail_to_import_as_broken(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from importlib.metadata import EntryPoint
+
+    from l2rl import registry
+
+    real = registry.entry_points
+    broken = EntryPoint("half-written", "no_such_module_l2rl_test:Agent", "l2rl.agents")
+
+    def with_broken(*, group: str) -> list[EntryPoint]:
+        found = list(real(group=group))
+        return [*found, broken] if group == "l2rl.agents" else found
+
+    monkeypatch.setattr(registry, "entry_points", with_broken)
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "l2rl.agents 'half-written' is broken: ModuleNotFoundError: No module named "
+        "'no_such_module_l2rl_test'" in out
+    )
+    rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("│")}
+    assert "broken" in rows["half-written"]
+    assert "ok" in rows["dqn"] and "broken" not in rows["dqn"]
