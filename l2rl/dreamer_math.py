@@ -29,11 +29,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from l2rl.config import ConfigError
 
 BINS = 255
 """Twohot bins of the reward and critic heads."""
@@ -214,3 +218,39 @@ def frozen(module: nn.Module) -> Iterator[None]:
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
+
+
+@dataclass(frozen=True)
+class ActionEncoding:
+    """How actions enter a model's networks: ``Discrete`` indices one-hot, a 1-D ``Box``'s
+    floats as they are (the world model, its exploration heads and their rollouts must
+    agree on it).
+
+    >>> encode = ActionEncoding.of(gym.spaces.Discrete(3), "model")
+    >>> encode(torch.tensor([2])).tolist(), encode.dim
+    ([[0.0, 0.0, 1.0]], 3)
+    """
+
+    num_actions: int | None
+    """Number of discrete actions, or ``None`` for continuous ones."""
+    dim: int
+    """Size of an encoded action."""
+
+    @classmethod
+    def of(cls, space: gym.spaces.Space[Any], owner: str) -> ActionEncoding:
+        """The encoding of ``space``.
+
+        Raises:
+            ConfigError: neither ``Discrete`` nor a 1-D ``Box`` (naming ``owner``).
+        """
+        if isinstance(space, gym.spaces.Discrete):
+            return cls(int(space.n), int(space.n))
+        if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+            return cls(None, int(space.shape[0]))
+        raise ConfigError(f"{owner} cannot encode actions of {space}")
+
+    def __call__(self, actions: torch.Tensor) -> torch.Tensor:
+        """``[..., dim]`` float32 encodings of ``actions``."""
+        if self.num_actions is not None:
+            return F.one_hot(actions.long(), self.num_actions).to(torch.float32)
+        return actions.to(torch.float32)

@@ -43,6 +43,7 @@ from l2rl.config import ConfigError, PluginConfig
 from l2rl.core import AgentServices, Component, Learner, SequenceSource
 from l2rl.dreamer_math import (
     BINS,
+    ActionEncoding,
     balanced_kl_loss,
     bins,
     frozen,
@@ -164,17 +165,12 @@ class DreamerWorldModel(Learner):
                     f"which must be finite with high > low, got {obs_space}"
                 )
             self._image_low, self._image_range = low, span
-        if isinstance(action_space, gym.spaces.Discrete):
-            self.num_actions: int | None = int(action_space.n)
-            action_dim = self.num_actions
-        elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-            self.num_actions, action_dim = None, int(action_space.shape[0])
-        else:
-            raise ConfigError(f"dreamer-world-model cannot encode actions of {action_space}")
+        self.encode_actions = ActionEncoding.of(action_space, "dreamer-world-model")
+        """One-hot discrete actions, float continuous ones: ``[..., action_dim]``."""
         self.config = config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            self.nets = WorldModelNetworks(tuple(obs_space.shape), action_dim, config)
+            self.nets = WorldModelNetworks(tuple(obs_space.shape), self.encode_actions.dim, config)
         self.optimizer = torch.optim.Adam(self.nets.parameters(), lr=config.lr, eps=1e-8)
         self.max_grad_norm = config.max_grad_norm
         self.source: SequenceSource | None = None
@@ -190,12 +186,6 @@ class DreamerWorldModel(Learner):
             return
         if global_step % cfg.train_every == 0:
             yield self.source.sample_sequences(cfg.batch_size, cfg.sequence_length)
-
-    def encode_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        """One-hot discrete actions, float continuous ones: ``[..., action_dim]``."""
-        if self.num_actions is not None:
-            return F.one_hot(actions.long(), self.num_actions).to(torch.float32)
-        return actions.to(torch.float32)
 
     def observation_target(self, obs: torch.Tensor) -> torch.Tensor:
         """What the encoder reads and the decoder reconstructs: ``symlog(x)`` for vectors;

@@ -51,15 +51,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import gymnasium as gym
 import torch
-import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 from torch import nn
 
 from l2rl.config import ConfigError, PluginConfig
 from l2rl.core import AgentServices, Component, Learner, SequenceSource, WorldModelService
-from l2rl.dreamer_math import mlp
+from l2rl.dreamer_math import ActionEncoding, mlp
 from l2rl.types import EnvSpec, Losses, SequenceBatch
 
 Target = Literal["stoch", "deter", "features"]
@@ -240,14 +238,8 @@ class DisagreementEnsemble(Learner):
         seed: int = Field(default=0, description="Seeds the heads' initialisation.")
 
     def __init__(self, config: Config, env_spec: EnvSpec) -> None:
-        action_space = env_spec.action_space
-        if isinstance(action_space, gym.spaces.Discrete):
-            self.num_actions: int | None = int(action_space.n)
-            self.action_dim = self.num_actions
-        elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-            self.num_actions, self.action_dim = None, int(action_space.shape[0])
-        else:
-            raise ConfigError(f"plan2explore cannot encode actions of {action_space}")
+        self.encode_actions = ActionEncoding.of(env_spec.action_space, "plan2explore")
+        """One-hot discrete actions (indices), float continuous ones: ``[..., dim]``."""
         self.config = config
         self.max_grad_norm = config.max_grad_norm
         self.heads: EnsembleHeads | None = None
@@ -268,7 +260,7 @@ class DisagreementEnsemble(Learner):
         """Create the heads for ``feature_dim`` features and ``target_dim`` targets, and the
         optimizer (seeded by ``config.seed``, leaving torch's global generator as it was)."""
         cfg = self.config
-        in_dim = feature_dim + (self.action_dim if cfg.action_conditioned else 0)
+        in_dim = feature_dim + (self.encode_actions.dim if cfg.action_conditioned else 0)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.heads = EnsembleHeads(cfg.ensemble_size, in_dim, target_dim, cfg.units, cfg.layers)
@@ -319,12 +311,6 @@ class DisagreementEnsemble(Learner):
         return self.heads
 
     # --- training ---------------------------------------------------------------------
-    def encode_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        """One-hot discrete actions (indices), float continuous ones: ``[..., action_dim]``."""
-        if self.num_actions is not None:
-            return F.one_hot(actions.long(), self.num_actions).to(torch.float32)
-        return actions.to(torch.float32)
-
     def _targets(self, state: Any) -> torch.Tensor:
         """The configured target of (leading-batch) states ``state``."""
         if self.config.target == "features":

@@ -58,7 +58,7 @@ def linear_ensemble(
     ensemble = DisagreementEnsemble(config, DISCRETE)
     w = torch.tensor(weights)  # [K, out, in] or [K, in] for one output
     w = w if w.dim() == 3 else w.unsqueeze(1)
-    in_dim = w.shape[-1] - (ensemble.action_dim if config.action_conditioned else 0)
+    in_dim = w.shape[-1] - (ensemble.encode_actions.dim if config.action_conditioned else 0)
     ensemble.build(feature_dim=in_dim, target_dim=w.shape[1])
     with torch.no_grad():
         for head, head_w, head_b in zip(ensemble.networks().members, w, biases, strict=True):
