@@ -247,14 +247,12 @@ class Runner:
         ]
         episode_returns = [0.0] * len(envs)
         first = [True] * len(envs)  # obs[i] starts an episode
+        agent.on_episode_start(range(len(envs)), evaluation=False)
         every = self.evaluation.every
         on_step = hooks.handlers(Hook.STEP)
         block_start, done = time.perf_counter(), 0
         try:
             while done < steps:
-                starting = [i for i, is_first in enumerate(first) if is_first]
-                if starting:
-                    agent.on_episode_start(starting, evaluation=False)
                 if len(envs) == 1:
                     actions = [agent.act(obs[0], task_id, True)]
                 else:
@@ -288,6 +286,7 @@ class Runner:
                         self._end_episode(episode_returns[i])
                         episode_returns[i] = 0.0
                         obs[i], _ = env.reset()
+                        agent.on_episode_start([i], evaluation=False)
                     else:
                         obs[i] = next_obs
                     if ctx.global_step % every == 0 and done != steps:
