@@ -100,6 +100,14 @@ class MetricsConfig(_Strict):
             "that change the replay against one shared reference."
         ),
     )
+    reference_components: list[PluginRef] = Field(
+        default_factory=list,
+        description=(
+            "Components the reference runs keep (default: none, the agent and its replay "
+            "alone). An agent that learns in a world model needs it here, e.g. "
+            "dreamer-world-model with the runs' options."
+        ),
+    )
     end_window: int = Field(
         default=1,
         gt=0,

@@ -12,15 +12,17 @@ Layout::
             scenario.json           tasks, their parameters, and the schedule
             agent.json              what the metrics need to know of the agent
             evals.jsonl             every evaluation record, flushed as it happens
+            eval_scalars.jsonl      evaluation-time diagnostics (``eval/*`` scalars), if any
             reference_evals.jsonl   single-task reference records (forward transfer)
             metrics.json            this seed's metrics
             failed.json             only if the run stopped on a NaN/inf (learner, loss, step)
             checkpoint.pt           agent and component state at the last window's end
             tb/                     TensorBoard events
 
-Single-task reference runs (each task alone, from scratch, same agent and replay without
-the other components, same budget, seed and evaluation) are cached under
-``<output_dir>/_reference/<key>/`` so that every method compared on a scenario shares them.
+Single-task reference runs (each task alone, from scratch, same agent and replay, without
+the other components but ``metrics.reference_components``, same budget, seed and
+evaluation) are cached under ``<output_dir>/_reference/<key>/`` so that every method
+compared on a scenario shares them.
 """
 
 from __future__ import annotations
@@ -47,12 +49,13 @@ from l2rl.logging.files import (
     read_records,
     record_to_row,
 )
-from l2rl.logging.recorder import DiskRecorder, Recorder
+from l2rl.logging.recorder import EVAL_SCALARS_FILE, DiskRecorder, Recorder
 from l2rl.manifest import environment_manifest
 from l2rl.metrics import HEADLINE_METRICS, RunMetrics, summarize_run
 from l2rl.progress import ProgressDisplay
 from l2rl.runner import NonFiniteError
 from l2rl.scenario import Scenario
+from l2rl.seeding import derive_seed
 from l2rl.types import EvalRecord
 
 
@@ -76,16 +79,18 @@ def scenario_description(scenario: Scenario) -> dict[str, Any]:
 
 
 def reference_config(config: RunConfig) -> RunConfig:
-    """The config of the single-task reference runs: same agent, no further components,
-    and ``metrics.reference_replay`` if set (so several methods can share one reference)."""
+    """The config of the single-task reference runs: same agent, no further components but
+    ``metrics.reference_components`` (an agent that needs a world model keeps it), and
+    ``metrics.reference_replay`` if set (so several methods can share one reference)."""
     replay = config.metrics.reference_replay or config.replay
-    return config.model_copy(update={"components": [], "replay": replay})
+    components = list(config.metrics.reference_components)
+    return config.model_copy(update={"components": components, "replay": replay})
 
 
 def _reference_key(config: RunConfig, scenario: Scenario, task_index: int, seed: int) -> str:
     """Cache key of a reference run (``config`` is the reference config): all that shapes it."""
     reference = scenario.single_task(task_index)
-    payload = {
+    payload: dict[str, Any] = {
         "version": l2rl.__version__,
         "agent": config.agent.model_dump(mode="json"),
         "replay": None if config.replay is None else config.replay.model_dump(mode="json"),
@@ -96,7 +101,23 @@ def _reference_key(config: RunConfig, scenario: Scenario, task_index: int, seed:
         "seed": seed,
         "num_envs": config.num_envs,
     }
+    if config.components:  # only then: the keys of references without components stay
+        payload["components"] = [c.model_dump(mode="json") for c in config.components]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_TORCH_STREAM = 0x7041_C4E5
+"""Mixed with a run's seed to seed torch's global stream when the run starts."""
+
+
+def seed_torch_stream(seed: int) -> None:
+    """Start torch's global random stream from the run's ``seed``.
+
+    Agents and components that sample from it (Dreamer's latents and actions) then give
+    the same run whatever ran before in the process (a sweep worker runs many jobs in
+    turn); a resumed run restores the stream from its checkpoint instead.
+    """
+    torch.manual_seed(derive_seed(seed, _TORCH_STREAM))
 
 
 FAILED_FILE = "failed.json"
@@ -118,6 +139,7 @@ def reference_for_task(
         return read_records(done)
     single = scenario.single_task(task_index)
     built = build_run(reference_config(config), seed, scenario=single)
+    seed_torch_stream(seed)
     with ProgressDisplay(single.total_steps, f"reference {single.tasks[0].name}", progress) as bar:
         run = built.runner(progress=bar).run()
     # Written whole and renamed, so an interrupted reference run is never taken as done.
@@ -147,8 +169,9 @@ def resume_seed(run_dir: Path) -> RunMetrics:
     """Finish an interrupted seed from its last window-end checkpoint.
 
     Evaluations the interrupted run made after that checkpoint are dropped from
-    ``evals.jsonl`` (the resumed run makes them again, identically for a deterministic
-    agent). Without a checkpoint (a crash in the first window) the seed starts over.
+    ``evals.jsonl``, and its evaluation-time diagnostics after it from
+    ``eval_scalars.jsonl`` (the resumed run makes them again, identically for a
+    deterministic agent). Without a checkpoint (a crash in the first window) the seed starts over.
     """
     config = load_config(run_dir / "config.yaml")
     seed = config.seeds[0]
@@ -185,8 +208,10 @@ def _train_and_measure(
             run_dir / "evals.jsonl",
             "".join(json.dumps(record_to_row(r)) + "\n" for r in previous),
         )
+        _truncate_eval_scalars(run_dir / EVAL_SCALARS_FILE, kept)
     recorder: Recorder = DiskRecorder(run_dir)
     (run_dir / FAILED_FILE).unlink(missing_ok=True)
+    seed_torch_stream(seed)  # a resumed run then restores it from the checkpoint
     with ProgressDisplay(scenario.total_steps, f"seed {seed}", config.progress) as bar:
         runner = built.runner(
             recorder=recorder, progress=bar, checkpoint_path=run_dir / "checkpoint.pt"
@@ -215,6 +240,15 @@ def _train_and_measure(
     metrics = metrics_of_run(run_dir)
     atomic_write_json(run_dir / "metrics.json", metrics.to_dict())
     return metrics
+
+
+def _truncate_eval_scalars(path: Path, kept: int) -> None:
+    """Keep the rows of ``path`` (if it exists) logged at steps up to ``kept``: those the
+    run made before its checkpoint (the window's closing evaluation included)."""
+    if not path.is_file():
+        return
+    rows = [row for row in read_jsonl(path) if int(row["step"]) <= kept]
+    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def finish_seed(config: RunConfig, seed: int, run_dir: Path) -> RunMetrics:

@@ -8,6 +8,12 @@ from pathlib import Path
 from l2rl.logging.files import JsonlWriter, record_to_row
 from l2rl.types import EvalRecord
 
+EVAL_SCALARS_FILE = "eval_scalars.jsonl"
+"""Evaluation-time diagnostics of a run directory: every scalar tagged ``eval/...``."""
+
+EVAL_SCALAR_PREFIX = "eval/"
+"""Scalars whose tag starts with this are evaluation-time diagnostics, kept in the records."""
+
 
 class Recorder:
     """Discards everything; the base of recorders and the choice for in-memory runs.
@@ -27,10 +33,16 @@ class Recorder:
 
 
 class DiskRecorder(Recorder):
-    """Writes ``evals.jsonl`` (flushed per record) and TensorBoard events under ``run_dir``.
+    """Writes ``evals.jsonl`` (flushed per record), ``eval_scalars.jsonl`` and TensorBoard
+    events under ``run_dir``.
 
     TensorBoard tags: ``train/*`` (episode returns, losses), ``eval/<task>/score`` and
-    ``eval/<task>/return``.
+    ``eval/<task>/return``. Every scalar a component or agent logs under a tag starting
+    with ``eval/`` (an evaluation-time diagnostic, e.g. a world model's loss on held-out
+    data of each task) also goes to ``eval_scalars.jsonl``, one ``{"step", "tag",
+    "value"}`` row each, flushed per row, so that it can be committed with the evaluation
+    records and plotted from them (TensorBoard event files are not meant for that). The
+    file is created with its first row.
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -38,12 +50,18 @@ class DiskRecorder(Recorder):
         # directory (tests, benchmarks) should not pay.
         from torch.utils.tensorboard import SummaryWriter
 
+        self._run_dir = run_dir
         self._evals = JsonlWriter(run_dir / "evals.jsonl")
+        self._eval_scalars: JsonlWriter | None = None
         self._tb = SummaryWriter(log_dir=str(run_dir / "tb"))
 
     def scalar(self, tag: str, value: float, step: int) -> None:
-        """Write a TensorBoard scalar."""
+        """Write a TensorBoard scalar; ``eval/*`` ones to ``eval_scalars.jsonl`` too."""
         self._tb.add_scalar(tag, value, step)
+        if tag.startswith(EVAL_SCALAR_PREFIX):
+            if self._eval_scalars is None:
+                self._eval_scalars = JsonlWriter(self._run_dir / EVAL_SCALARS_FILE)
+            self._eval_scalars.write({"step": step, "tag": tag, "value": float(value)})
 
     def evals(self, records: Sequence[EvalRecord]) -> None:
         """Append the records to ``evals.jsonl`` and their scores to TensorBoard."""
@@ -58,6 +76,8 @@ class DiskRecorder(Recorder):
         self._tb.flush()
 
     def close(self) -> None:
-        """Close the JSONL file and the TensorBoard writer."""
+        """Close the JSONL files and the TensorBoard writer."""
         self._evals.close()
+        if self._eval_scalars is not None:
+            self._eval_scalars.close()
         self._tb.close()

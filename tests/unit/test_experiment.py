@@ -82,3 +82,15 @@ def test_a_diverging_seed_stops_with_its_records_and_a_failure_marker(tmp_path: 
     assert failure["key"].startswith(("loss 'loss_", "gradient of "))
     assert (run_dir / "evals.jsonl").read_text()  # the evaluations made so far stay
     assert not (run_dir / "metrics.json").exists()  # and nothing claims the run finished
+
+
+def test_reference_keeps_reference_components_and_they_shape_its_key() -> None:
+    world_model = {"name": "fifo", "label": "stands-in-for-a-world-model"}
+    kept = config(
+        components=[world_model, {"name": "fifo", "label": "dropped"}],
+        metrics={"reference_components": [world_model]},
+    )
+    assert reference_config(kept).components == [PluginRef(**world_model)]
+    assert key(kept) != key(config())
+    # without reference components, the key is what it always was (cached references stay)
+    assert key(config(metrics={"reference_components": []})) == key(config())

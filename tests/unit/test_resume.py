@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,27 +45,37 @@ def rows(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "evals.jsonl").read_text().splitlines()]
 
 
+Evaluate = Callable[[Runner, int, int, bool], None]
+
+
+def run_cut_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, evaluate: Evaluate) -> Path:
+    """Run ``tiny`` with ``evaluate`` as the runner's evaluation, killed in the second
+    window after its second evaluation (past the first window-end checkpoint); its dir."""
+    calls = {"n": 0}
+
+    def crashing(self: Runner, block: int, trained_task: int, block_end: bool) -> None:
+        evaluate(self, block, trained_task, block_end)
+        if block == 1:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise Crash
+
+    before = set((tmp_path / "runs").glob("tiny-*"))
+    monkeypatch.setattr(Runner, "_evaluate", crashing)
+    with pytest.raises(Crash):
+        run_experiment(tiny(tmp_path))
+    monkeypatch.undo()
+    (cut,) = set((tmp_path / "runs").glob("tiny-*")) - before
+    return cut
+
+
 def test_resumed_run_equals_the_uninterrupted_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     whole = run_experiment(tiny(tmp_path)).directory / "seed_0"
 
     # The same experiment, killed in the second window after one of its evaluations.
-    original = Runner._evaluate
-    calls = {"n": 0}
-
-    def crashing(self: Runner, block: int, trained_task: int, block_end: bool) -> None:
-        original(self, block, trained_task, block_end)
-        if block == 1:
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise Crash
-
-    monkeypatch.setattr(Runner, "_evaluate", crashing)
-    with pytest.raises(Crash):
-        run_experiment(tiny(tmp_path))
-    monkeypatch.undo()
-    (cut,) = [d for d in (tmp_path / "runs").glob("tiny-*") if d != whole.parent]
+    cut = run_cut_short(tmp_path, monkeypatch, Runner._evaluate)
     assert not (cut / "seed_0" / "metrics.json").exists()
     assert max(r["global_step"] for r in rows(cut / "seed_0")) == 500  # past the checkpoint
 
@@ -82,3 +93,35 @@ def test_a_crash_before_any_checkpoint_starts_the_seed_over(tmp_path: Path) -> N
     shutil.rmtree(directory / "seed_0" / "tb")
     resume_experiment(directory)
     assert rows(directory / "seed_0") == expected
+
+
+def eval_scalar_rows(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "eval_scalars.jsonl").read_text().splitlines()]
+
+
+def test_eval_scalars_of_a_resumed_run_equal_the_uninterrupted_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stands in for a probe component: an ``eval/`` diagnostic logged at every evaluation,
+    # derived from the run's state (the scores just made), and a ``train/`` one that must
+    # stay out of the file.
+    original = Runner._evaluate
+
+    def probing(self: Runner, block: int, trained_task: int, block_end: bool) -> None:
+        original(self, block, trained_task, block_end)
+        step = self.ctx.global_step
+        self.recorder.scalar("eval/probe/last_score", self.records[-1].score, step)
+        self.recorder.scalar("train/not_kept", 1.0, step)
+
+    monkeypatch.setattr(Runner, "_evaluate", probing)
+    whole = run_experiment(tiny(tmp_path)).directory / "seed_0"
+    expected = eval_scalar_rows(whole)
+    assert {r["tag"] for r in expected} == {"eval/probe/last_score"}
+    assert len(expected) == len(rows(whole)) // 3  # one per evaluation round of 3 tasks
+
+    cut = run_cut_short(tmp_path, monkeypatch, probing)
+    assert max(r["step"] for r in eval_scalar_rows(cut / "seed_0")) == 500  # past the checkpoint
+
+    monkeypatch.setattr(Runner, "_evaluate", probing)
+    resume_experiment(cut)
+    assert eval_scalar_rows(cut / "seed_0") == expected  # cut rows dropped, not doubled
