@@ -1,0 +1,52 @@
+"""l2rl.grid: how a method changes a base setting, and curves averaged over seeds."""
+
+from __future__ import annotations
+
+import doctest
+
+import numpy as np
+import pytest
+
+from l2rl import grid
+from l2rl.config import ConfigError
+from l2rl.grid import mean_curves, merge_method
+
+
+def test_docstring_examples() -> None:
+    result = doctest.testmod(grid)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_methods_merge_mappings_replace_values_and_append_with_plus() -> None:
+    base = {
+        "replay": {"name": "fifo", "options": {"capacity": 64, "chunk_steps": 16}},
+        "components": [{"name": "a"}],
+        "seeds": [0, 1],
+    }
+    merged = merge_method(base, {"replay": {"options": {"capacity": 32}}, "seeds": [5]})
+    assert merged["replay"] == {"name": "fifo", "options": {"capacity": 32, "chunk_steps": 16}}
+    assert merged["seeds"] == [5]
+    assert merge_method(base, {"components+": [{"name": "b"}]})["components"] == [
+        {"name": "a"},
+        {"name": "b"},
+    ]
+    assert merge_method(base, {"components": []})["components"] == []
+    assert merge_method(base, None) == base
+    assert base["replay"]["options"]["capacity"] == 64  # the base is not changed
+    with pytest.raises(ConfigError, match="appends"):
+        merge_method(base, {"seeds+": 3})
+    with pytest.raises(ConfigError, match="appends"):
+        merge_method(base, {"replay+": [1]})
+
+
+def test_curves_average_the_steps_every_seed_has() -> None:
+    runs = [
+        {("a", 0): 0.0, ("a", 10): 1.0, ("b", 0): 2.0},
+        {("a", 0): 1.0, ("a", 10): 0.0, ("a", 20): 5.0, ("b", 0): 4.0},
+    ]
+    curves = mean_curves(runs)
+    steps, values = curves["a"]
+    np.testing.assert_array_equal(steps, [0, 10])
+    np.testing.assert_array_equal(values, [0.5, 0.5])
+    assert curves["b"][1].tolist() == [3.0]
+    assert mean_curves([]) == {}
