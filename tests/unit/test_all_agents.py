@@ -54,8 +54,12 @@ TINY_WORLD_MODEL = {
 }
 COMPANIONS: dict[str, list[dict[str, Any]]] = {"dreamer": [TINY_WORLD_MODEL]}
 """Components an agent cannot run without (Dreamer learns in a world model)."""
-COMPONENT_COMPANIONS: dict[str, list[dict[str, Any]]] = {"plan2explore": [TINY_WORLD_MODEL]}
-"""Components a component cannot run without (Plan2Explore reads a world model's states)."""
+COMPONENT_COMPANIONS: dict[str, list[dict[str, Any]]] = {
+    "plan2explore": [TINY_WORLD_MODEL],
+    "world-model-heldout": [TINY_WORLD_MODEL],
+}
+"""Components a component cannot run without (Plan2Explore reads a world model's states;
+the held-out probe evaluates a world model)."""
 
 TWO_TASKS: dict[str, dict[str, Any]] = {
     "discrete": {
@@ -133,6 +137,8 @@ CANNOT_COMPOSE = {
     ("ppo", "dreamer-world-model"),
     # Plan2Explore trains on the replay's sequences too.
     ("ppo", "plan2explore"),
+    # The held-out probe needs a world model, which needs a replay.
+    ("ppo", "world-model-heldout"),
 }
 """Pairs every setup of which must be refused before training (a ConfigError)."""
 
