@@ -15,8 +15,10 @@ from rich.table import Table
 from l2rl import registry
 from l2rl.builder import check_config
 from l2rl.config import ConfigError, load_config
-from l2rl.hooks import HookRegistrationError
+from l2rl.hooks import ComponentError, HookRegistrationError
+from l2rl.logging.files import CorruptRecordsError
 from l2rl.progress import hidden
+from l2rl.runner import NonFiniteError
 
 _EPILOG = """examples:
   l2rl run experiments/default.yaml
@@ -25,6 +27,10 @@ _EPILOG = """examples:
   l2rl list
   l2rl metrics runs/default-20261125-101500
   l2rl resume runs/default-20261125-101500
+
+exit status: 0 done, 1 the run failed (a component's error, a NaN/inf), 2 bad input,
+130 interrupted (every record so far is kept; l2rl resume finishes the run).
+Errors are one line; --debug shows the full traceback.
 """
 
 
@@ -61,6 +67,19 @@ class _SeedsAction(argparse.Action):
         namespace.overrides_after_seeds = tokens[split:]
 
 
+_BAD_INPUT: tuple[type[Exception], ...] = (
+    ConfigError,
+    registry.UnknownPluginError,
+    registry.PluginLoadError,
+    HookRegistrationError,
+    FileNotFoundError,
+)
+"""Errors in what the user gave (exit status 2)."""
+
+_RUN_FAILED: tuple[type[Exception], ...] = (ComponentError, NonFiniteError, CorruptRecordsError)
+"""Errors of a run that started (exit status 1): records so far are on disk."""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="l2rl",
@@ -68,10 +87,18 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # --debug is accepted before and after the command (`l2rl --debug run` or `l2rl run
+    # ... --debug`); SUPPRESS keeps a subcommand's default from overwriting the top level's.
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks of errors")
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser(
         "run",
+        parents=[debug],
         help="run an experiment config over its seeds and print its metrics",
         description="Run CONFIG (YAML) for each seed, write results, print metrics.",
     )
@@ -98,12 +125,15 @@ def _parser() -> argparse.ArgumentParser:
         help="config overrides with dotted keys, e.g. scenario.steps_per_task=5000",
     )
 
-    check = sub.add_parser("check", help="validate a config and build everything, without training")
+    check = sub.add_parser(
+        "check", parents=[debug], help="validate a config and build everything, without training"
+    )
     check.add_argument("config", type=Path)
     check.add_argument("overrides", nargs="*", metavar="key=value")
 
     resume = sub.add_parser(
         "resume",
+        parents=[debug],
         help="finish an interrupted experiment from its checkpoints",
         description="Keep finished seeds, resume the others from their last window-end "
         "checkpoint (or rerun them), then print the metrics.",
@@ -111,10 +141,12 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("experiment_dir", type=Path)
     resume.add_argument("--no-progress", action="store_true", help="hide the progress display")
 
-    sub.add_parser("list", help="list registered agents, components and scenarios")
+    sub.add_parser("list", parents=[debug], help="list registered agents, components and scenarios")
 
     metrics = sub.add_parser(
-        "metrics", help="print the metrics table of a run or experiment directory"
+        "metrics",
+        parents=[debug],
+        help="print the metrics table of a run or experiment directory",
     )
     metrics.add_argument("run_dir", type=Path)
     return parser
@@ -137,7 +169,7 @@ def _list(console: Console) -> None:
 
 
 def _run(args: argparse.Namespace, console: Console) -> None:
-    from l2rl.experiment import new_experiment_dir, run_experiment
+    from l2rl.experiment import new_experiment_dir, resumable_on_interrupt, run_experiment
     from l2rl.report import print_metrics
     from l2rl.sweep import run_sweep
 
@@ -155,13 +187,14 @@ def _run(args: argparse.Namespace, console: Console) -> None:
         directory = run_experiment(config).directory
     else:
         directory = new_experiment_dir(Path(config.output_dir), config.name)
-        run_sweep(
-            {directory: config},
-            args.workers,
-            lambda e: console.print(
-                f"[{e.done}/{e.total}] {e.label} ({e.seconds:.0f} s)", markup=False
-            ),
-        )
+        with resumable_on_interrupt(directory):
+            run_sweep(
+                {directory: config},
+                args.workers,
+                lambda e: console.print(
+                    f"[{e.done}/{e.total}] {e.label} ({e.seconds:.0f} s)", markup=False
+                ),
+            )
     print_metrics(directory, console)
     console.print(f"results: {directory}")
 
@@ -180,36 +213,45 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     console = Console()
+    if args.debug:  # the error as Python raised it, traceback and all
+        return _command(args, console)
     try:
-        if args.command == "run":
-            _run(args, console)
-        elif args.command == "check":
-            check_config(load_config(args.config, args.overrides))
-            console.print(f"{args.config}: ok")
-        elif args.command == "resume":
-            from l2rl.experiment import resume_experiment
-            from l2rl.report import print_metrics
-
-            if not (args.experiment_dir / "config.yaml").is_file():
-                raise FileNotFoundError(f"{args.experiment_dir} holds no experiment config.yaml")
-            with hidden() if args.no_progress else nullcontext():
-                result = resume_experiment(args.experiment_dir)
-            print_metrics(result.directory, console)
-        elif args.command == "list":
-            _list(console)
-        elif args.command == "metrics":
-            from l2rl.report import print_metrics
-
-            print_metrics(args.run_dir, console)
-    except (
-        ConfigError,
-        registry.UnknownPluginError,
-        registry.PluginLoadError,
-        HookRegistrationError,
-        FileNotFoundError,
-    ) as err:
+        return _command(args, console)
+    except KeyboardInterrupt as err:
+        directory = getattr(err, "directory", None)
+        resume = f"; l2rl resume {directory} finishes the run" if directory else ""
+        print(f"l2rl: interrupted, every record so far is kept{resume}", file=sys.stderr)
+        return 130
+    except _BAD_INPUT as err:
         print(f"l2rl: error: {err}", file=sys.stderr)
         return 2
+    except _RUN_FAILED as err:
+        print(f"l2rl: error: {err} (--debug shows the traceback)", file=sys.stderr)
+        return 1
+
+
+def _command(args: argparse.Namespace, console: Console) -> int:
+    """Carry out the parsed command; its exit status."""
+    if args.command == "run":
+        _run(args, console)
+    elif args.command == "check":
+        check_config(load_config(args.config, args.overrides))
+        console.print(f"{args.config}: ok")
+    elif args.command == "resume":
+        from l2rl.experiment import resume_experiment
+        from l2rl.report import print_metrics
+
+        if not (args.experiment_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"{args.experiment_dir} holds no experiment config.yaml")
+        with hidden() if args.no_progress else nullcontext():
+            result = resume_experiment(args.experiment_dir)
+        print_metrics(result.directory, console)
+    elif args.command == "list":
+        _list(console)
+    elif args.command == "metrics":
+        from l2rl.report import print_metrics
+
+        print_metrics(args.run_dir, console)
     return 0
 
 

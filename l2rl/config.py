@@ -222,14 +222,22 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     or ``name`` of exactly one of its items (``components.ewc.options.x=1``).
 
     Raises:
-        ConfigError: for an override without ``=``, one that descends into a scalar, or a
-            list index that is out of range, unknown or ambiguous.
+        ConfigError: for an override without ``=``, a value that is not valid YAML, one
+            that descends into a scalar, or a list index that is out of range, unknown or
+            ambiguous.
     """
     for override in overrides:
         if "=" not in override:
             raise ConfigError(f"override {override!r} is not of the form key=value")
         key, raw = override.split("=", 1)
-        value = load_yaml(raw) if raw else ""
+        try:
+            value = load_yaml(raw) if raw else ""
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or type(err).__name__
+            raise ConfigError(
+                f"override {override!r}: the value {raw!r} is not valid YAML ({problem}); "
+                "quote it for the shell, e.g. 'key=[1, 2]'"
+            ) from None
         node: Any = data
         parts = key.split(".")
         for depth, part in enumerate(parts[:-1]):

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,7 @@ import torch
 import l2rl
 from l2rl.aggregate import aggregate_seeds
 from l2rl.builder import build_run, check_config
-from l2rl.config import RunConfig, dump_config, load_config
+from l2rl.config import ConfigError, RunConfig, dump_config, load_config
 from l2rl.logging.files import (
     atomic_write_json,
     atomic_write_text,
@@ -286,13 +288,45 @@ def metrics_of_run(run_dir: Path) -> RunMetrics:
     )
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped an experiment; every record so far is on disk and
+    ``l2rl resume <directory>`` finishes it as if it had not been interrupted.
+
+    Attributes:
+        directory: the experiment directory to resume.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(f"interrupted: l2rl resume {directory} finishes the run")
+        self.directory = directory
+
+
+def ensure_output_dir(root: Path) -> None:
+    """Create ``root`` (``output_dir``) if needed and check that it can take run folders.
+
+    Raises:
+        ConfigError: naming ``output_dir`` when it cannot be created or written to.
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"output_dir {str(root)!r} cannot be created: {err.strerror}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise ConfigError(f"output_dir {str(root)!r} is not writable")
+
+
 def new_experiment_dir(root: Path, name: str) -> Path:
-    """A fresh ``<root>/<name>-<timestamp>[-k]`` folder; earlier results are never overwritten."""
+    """A fresh ``<root>/<name>-<timestamp>[-k]`` folder; earlier results are never overwritten.
+
+    Raises:
+        ConfigError: ``root`` cannot be created or written to (see :func:`ensure_output_dir`).
+    """
+    ensure_output_dir(root)
     stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     for attempt in range(1000):
         directory = root / (stem if attempt == 0 else f"{stem}-{attempt}")
         try:
-            directory.mkdir(parents=True, exist_ok=False)
+            directory.mkdir(exist_ok=False)
             return directory
         except FileExistsError:
             continue
@@ -302,26 +336,49 @@ def new_experiment_dir(root: Path, name: str) -> Path:
 def run_experiment(config: RunConfig) -> ExperimentResult:
     """Run every seed of ``config``; write run directories and the seed summary.
 
-    The whole configuration (scenario, plugins and their options) is built once before any
-    training, so bad input fails in seconds, not after the first seed.
+    The output directory is checked and the whole configuration (scenario, plugins and
+    their options) is built once before any training, so bad input fails in seconds, not
+    after the first seed.
+
+    Raises:
+        RunInterrupted: on Ctrl-C, naming the directory to resume.
     """
+    ensure_output_dir(Path(config.output_dir))
     check_config(config)
     directory = new_experiment_dir(Path(config.output_dir), config.name)
     atomic_write_text(directory / "config.yaml", dump_config(config))
     atomic_write_json(directory / "environment.json", environment_manifest())
-    per_seed: dict[int, RunMetrics] = {}
-    for seed in config.seeds:
-        per_seed[seed] = run_seed(config, seed, directory / f"seed_{seed}")
+    with resumable_on_interrupt(directory):
+        per_seed = {
+            seed: run_seed(config, seed, directory / f"seed_{seed}") for seed in config.seeds
+        }
     return _summarise(directory, per_seed)
 
 
 def resume_experiment(directory: Path) -> ExperimentResult:
-    """Finish an interrupted experiment: finished seeds are kept, the others resumed or run."""
+    """Finish an interrupted experiment: finished seeds are kept, the others resumed or run.
+
+    Raises:
+        RunInterrupted: on Ctrl-C, naming the directory to resume.
+    """
     config = load_config(directory / "config.yaml")
-    per_seed = {
-        seed: finish_seed(config, seed, directory / f"seed_{seed}") for seed in config.seeds
-    }
+    with resumable_on_interrupt(directory):
+        per_seed = {
+            seed: finish_seed(config, seed, directory / f"seed_{seed}") for seed in config.seeds
+        }
     return _summarise(directory, per_seed)
+
+
+@contextmanager
+def resumable_on_interrupt(directory: Path) -> Iterator[None]:
+    """Turn Ctrl-C into :class:`RunInterrupted` naming ``directory`` (the runner has
+    closed its files by then: records are flushed per row)."""
+    try:
+        yield
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise RunInterrupted(directory) from None
 
 
 def _summarise(directory: Path, per_seed: dict[int, RunMetrics]) -> ExperimentResult:

@@ -87,8 +87,17 @@ class JsonlWriter:
         self._handle.close()
 
 
+class CorruptRecordsError(ValueError):
+    """A records file has a line that is not JSON before its last line (a truncated last
+    line is what a crash mid-write leaves and is skipped; any other is damage)."""
+
+
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a JSONL file; a truncated last line (a crash mid-write) is skipped."""
+    """Rows of a JSONL file; a truncated last line (a crash mid-write) is skipped.
+
+    Raises:
+        CorruptRecordsError: a line before the last is not valid JSON.
+    """
     with path.open() as handle:
         lines = handle.readlines()
     for number, line in enumerate(lines):
@@ -96,7 +105,10 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
         except json.JSONDecodeError:
             if number != len(lines) - 1:
-                raise ValueError(f"{path}:{number + 1} is not valid JSON") from None
+                raise CorruptRecordsError(
+                    f"{path}, line {number + 1}, is not valid JSON: the file is damaged "
+                    "(fix or delete that line)"
+                ) from None
 
 
 def record_to_row(record: EvalRecord) -> dict[str, Any]:
