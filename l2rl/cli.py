@@ -15,6 +15,7 @@ from rich.table import Table
 from l2rl import registry
 from l2rl.builder import check_config
 from l2rl.config import ConfigError, load_config
+from l2rl.dirlock import DirectoryLockedError
 from l2rl.hooks import ComponentError, HookRegistrationError
 from l2rl.logging.files import CorruptRecordsError
 from l2rl.progress import hidden
@@ -73,6 +74,7 @@ _BAD_INPUT: tuple[type[Exception], ...] = (
     registry.PluginLoadError,
     HookRegistrationError,
     FileNotFoundError,
+    DirectoryLockedError,
 )
 """Errors in what the user gave (exit status 2)."""
 

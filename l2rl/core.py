@@ -84,6 +84,21 @@ class BatchSource(Protocol):
 
 
 @runtime_checkable
+class BoundedSource(Protocol):
+    """A batch source that can say how many transitions it can ever hold at once.
+
+    Agents check it against what they need before their first update, so a replay too
+    small to start learning fails at build time (a replay without it is checked at run
+    time only: windows without an update are flagged in the run's metrics).
+    """
+
+    @property
+    def max_transitions(self) -> int:
+        """The most transitions that can be sampled at any one time."""
+        ...
+
+
+@runtime_checkable
 class PolicyAgent(Protocol):
     """An agent that exposes its policy and value on stored observations.
 

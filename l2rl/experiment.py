@@ -13,6 +13,7 @@ Layout::
             agent.json              what the metrics need to know of the agent
             evals.jsonl             every evaluation record, flushed as it happens
             eval_scalars.jsonl      evaluation-time diagnostics (``eval/*`` scalars), if any
+            windows.jsonl           each closed window's optimiser steps per learner
             reference_evals.jsonl   single-task reference records (forward transfer)
             metrics.json            this seed's metrics
             failed.json             only if the run stopped on a NaN/inf (learner, loss, step)
@@ -34,26 +35,29 @@ import shutil
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
 
 import l2rl
 from l2rl.aggregate import aggregate_seeds
 from l2rl.builder import build_run, check_config
 from l2rl.config import ConfigError, RunConfig, dump_config, load_config
+from l2rl.dirlock import experiment_lock
 from l2rl.logging.files import (
     atomic_write_json,
     atomic_write_text,
     read_jsonl,
     read_records,
     record_to_row,
+    remove_leftover_temporaries,
 )
-from l2rl.logging.recorder import EVAL_SCALARS_FILE, DiskRecorder, Recorder
+from l2rl.logging.recorder import EVAL_SCALARS_FILE, WINDOWS_FILE, DiskRecorder, Recorder
 from l2rl.manifest import environment_manifest
-from l2rl.metrics import HEADLINE_METRICS, RunMetrics, summarize_run
+from l2rl.metrics import HEADLINE_METRICS, IdleWindow, RunMetrics, summarize_run
 from l2rl.progress import ProgressDisplay
 from l2rl.runner import NonFiniteError
 from l2rl.scenario import Scenario
@@ -210,8 +214,10 @@ def _train_and_measure(
             run_dir / "evals.jsonl",
             "".join(json.dumps(record_to_row(r)) + "\n" for r in previous),
         )
-        _truncate_eval_scalars(run_dir / EVAL_SCALARS_FILE, kept)
-    recorder: Recorder = DiskRecorder(run_dir)
+        _truncate_rows(run_dir / EVAL_SCALARS_FILE, "step", kept)
+        _truncate_rows(run_dir / WINDOWS_FILE, "end_step", kept)
+    resumed_from = None if checkpoint is None else int(checkpoint["global_step"])
+    recorder: Recorder = DiskRecorder(run_dir, resumed_from=resumed_from)
     (run_dir / FAILED_FILE).unlink(missing_ok=True)
     seed_torch_stream(seed)  # a resumed run then restores it from the checkpoint
     with ProgressDisplay(scenario.total_steps, f"seed {seed}", config.progress) as bar:
@@ -241,15 +247,18 @@ def _train_and_measure(
         atomic_write_text(run_dir / "reference_evals.jsonl", "".join(rows))
     metrics = metrics_of_run(run_dir)
     atomic_write_json(run_dir / "metrics.json", metrics.to_dict())
+    warn = Console(stderr=True)
+    for window in metrics.windows_without_updates:
+        warn.print(f"warning: seed {seed}: {window.describe()}", markup=False, soft_wrap=True)
     return metrics
 
 
-def _truncate_eval_scalars(path: Path, kept: int) -> None:
-    """Keep the rows of ``path`` (if it exists) logged at steps up to ``kept``: those the
-    run made before its checkpoint (the window's closing evaluation included)."""
+def _truncate_rows(path: Path, step_key: str, kept: int) -> None:
+    """Keep the rows of ``path`` (if it exists) whose ``step_key`` is at most ``kept``:
+    those the run made before its checkpoint (the window's closing ones included)."""
     if not path.is_file():
         return
-    rows = [row for row in read_jsonl(path) if int(row["step"]) <= kept]
+    rows = [row for row in read_jsonl(path) if int(row[step_key]) <= kept]
     atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
@@ -278,7 +287,7 @@ def metrics_of_run(run_dir: Path) -> RunMetrics:
             reference.setdefault(task_index, []).append(EvalRecord.from_row(row))
     schedule = [block["task_index"] for block in description["schedule"]]
     agent = json.loads((run_dir / "agent.json").read_text())
-    return summarize_run(
+    metrics = summarize_run(
         records,
         schedule,
         num_tasks=len(description["tasks"]),
@@ -286,6 +295,21 @@ def metrics_of_run(run_dir: Path) -> RunMetrics:
         end_window=config.metrics.end_window,
         untrained_task_heads=agent["untrained_task_heads"],
     )
+    return replace(metrics, windows_without_updates=windows_without_updates(run_dir))
+
+
+def windows_without_updates(run_dir: Path) -> tuple[IdleWindow, ...]:
+    """The run's training windows in which some learner made no optimiser step, from its
+    ``windows.jsonl`` (none for runs recorded before that file existed)."""
+    path = run_dir / WINDOWS_FILE
+    if not path.is_file():
+        return ()
+    idle = []
+    for row in read_jsonl(path):
+        learners = tuple(name for name, count in row["updates"].items() if count == 0)
+        if learners:
+            idle.append(IdleWindow(int(row["block"]), str(row["task"]), learners))
+    return tuple(idle)
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -346,27 +370,32 @@ def run_experiment(config: RunConfig) -> ExperimentResult:
     ensure_output_dir(Path(config.output_dir))
     check_config(config)
     directory = new_experiment_dir(Path(config.output_dir), config.name)
-    atomic_write_text(directory / "config.yaml", dump_config(config))
-    atomic_write_json(directory / "environment.json", environment_manifest())
-    with resumable_on_interrupt(directory):
+    with experiment_lock(directory), resumable_on_interrupt(directory):
+        atomic_write_text(directory / "config.yaml", dump_config(config))
+        atomic_write_json(directory / "environment.json", environment_manifest())
         per_seed = {
             seed: run_seed(config, seed, directory / f"seed_{seed}") for seed in config.seeds
         }
-    return _summarise(directory, per_seed)
+        return _summarise(directory, per_seed)
 
 
 def resume_experiment(directory: Path) -> ExperimentResult:
     """Finish an interrupted experiment: finished seeds are kept, the others resumed or run.
 
+    Temporary files an interrupted atomic write left behind are removed first.
+
     Raises:
         RunInterrupted: on Ctrl-C, naming the directory to resume.
+        DirectoryLockedError: another process is running or resuming it.
     """
     config = load_config(directory / "config.yaml")
-    with resumable_on_interrupt(directory):
+    with experiment_lock(directory), resumable_on_interrupt(directory):
+        for folder in (directory, *(directory / f"seed_{seed}" for seed in config.seeds)):
+            remove_leftover_temporaries(folder)
         per_seed = {
             seed: finish_seed(config, seed, directory / f"seed_{seed}") for seed in config.seeds
         }
-    return _summarise(directory, per_seed)
+        return _summarise(directory, per_seed)
 
 
 @contextmanager

@@ -570,6 +570,22 @@ def _json_scalar(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
+class IdleWindow(NamedTuple):
+    """A training window in which some learners made no optimiser step."""
+
+    block: int
+    task: str
+    learners: tuple[str, ...]
+
+    def describe(self) -> str:
+        """One line for people: which window, which learners."""
+        names = ", ".join(repr(n) for n in self.learners)
+        return (
+            f"no optimiser step of learner {names} in window {self.block} ({self.task}): "
+            "its scores there are an untrained learner's"
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class RunMetrics:
     """Every metric of one run (one seed). Arrays are read-only; NaN marks undefined values.
@@ -588,6 +604,9 @@ class RunMetrics:
             ``l2rl_auc_reference``, ``l2rl_forward_transfer``.
         cora_isolated_forgetting_matrix: ``F_{i<-j}``, shape ``(tasks, blocks)``.
         cora_zero_shot_transfer_matrix: ``Z_{k<-j}``, shape ``(tasks, blocks)``.
+        windows_without_updates: training windows in which some learner never updated
+            (its scores there are an untrained learner's); filled from the run's files by
+            :func:`l2rl.experiment.metrics_of_run`.
     """
 
     schedule: tuple[int, ...]
@@ -600,6 +619,7 @@ class RunMetrics:
     per_task: Mapping[str, FloatArray]
     cora_isolated_forgetting_matrix: FloatArray
     cora_zero_shot_transfer_matrix: FloatArray
+    windows_without_updates: tuple[IdleWindow, ...] = ()
 
     def __getitem__(self, key: str) -> float:
         """The headline value ``key`` (NaN if undefined)."""
@@ -621,6 +641,10 @@ class RunMetrics:
             per_task={key: _json_ready(values) for key, values in self.per_task.items()},
             cora_isolated_forgetting_matrix=_json_ready(self.cora_isolated_forgetting_matrix),
             cora_zero_shot_transfer_matrix=_json_ready(self.cora_zero_shot_transfer_matrix),
+            windows_without_updates=[
+                {"block": w.block, "task": w.task, "learners": list(w.learners)}
+                for w in self.windows_without_updates
+            ],
         )
         return data
 

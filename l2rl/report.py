@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from l2rl.aggregate import CW_INTERVAL, IQM_INTERVAL, aggregate_seeds
-from l2rl.experiment import metrics_of_run
+from l2rl.experiment import FAILED_FILE, metrics_of_run
+from l2rl.logging.files import read_records
 from l2rl.metrics import HEADLINE_METRICS, RunMetrics
 
 
@@ -34,10 +35,13 @@ def run_table(metrics: RunMetrics, title: str) -> Table:
 
 
 def _missing_caption(metrics: RunMetrics) -> str:
-    if not metrics.missing:
-        return ""
-    tasks = sorted({m.task for m in metrics.missing})
-    return f"{len(metrics.missing)} missing evaluation(s), of task(s) {tasks}: see metrics.json"
+    lines = [window.describe() for window in metrics.windows_without_updates]
+    if metrics.missing:
+        tasks = sorted({m.task for m in metrics.missing})
+        lines.append(
+            f"{len(metrics.missing)} missing evaluation(s), of task(s) {tasks}: see metrics.json"
+        )
+    return "\n".join(lines)
 
 
 _TASK_COLUMNS = {
@@ -100,7 +104,8 @@ def print_metrics(path: Path, console: Console | None = None) -> None:
     """Print the metrics of a run directory or of an experiment directory (all its seeds).
 
     Metrics are recomputed from the stored evaluation records, so an interrupted run
-    still reports what it measured.
+    still reports what it measured; a run that is not finished (cut short, or stopped on a
+    NaN/inf) is named as such and left out of the seeds' aggregate.
 
     Raises:
         FileNotFoundError: ``path`` holds neither a run nor seed runs.
@@ -111,13 +116,41 @@ def print_metrics(path: Path, console: Console | None = None) -> None:
     if not runs:
         raise FileNotFoundError(f"{path} holds no run (no evals.jsonl) and no seed_*/ runs")
     per_seed = []
+    unfinished = []
     for run_dir in runs:
         metrics = metrics_of_run(run_dir)
         names = [t["name"] for t in json.loads((run_dir / "scenario.json").read_text())["tasks"]]
-        console.print(run_table(metrics, f"{run_dir.parent.name}/{run_dir.name}"))
+        status = run_status(run_dir)
+        title = f"{run_dir.parent.name}/{run_dir.name}"
+        if status:
+            console.print(f"{title}: {status}", style="yellow", markup=False, soft_wrap=True)
+            unfinished.append(run_dir.name)
+        else:
+            per_seed.append(metrics.to_dict())
+        console.print(run_table(metrics, title + (" (unfinished)" if status else "")))
         console.print(task_table(metrics, names))
         console.print(matrix_table(metrics, names))
-        per_seed.append(metrics.to_dict())
-    if len(runs) > 1:
+    if len(runs) > 1 and per_seed:
         summary = aggregate_seeds(per_seed, HEADLINE_METRICS)
-        console.print(seeds_table(summary, f"{path.name}: {len(runs)} seeds"))
+        title = f"{path.name}: {len(per_seed)} finished seeds"
+        if unfinished:
+            title += f" (left out, unfinished: {', '.join(unfinished)})"
+        console.print(seeds_table(summary, title))
+
+
+def run_status(run_dir: Path) -> str:
+    """Why a run directory's records are not a finished run's ("" if they are): it stopped
+    on a NaN/inf (``failed.json``), or it was cut short and not yet resumed (no
+    ``metrics.json``), with the last step it recorded."""
+    if (run_dir / "metrics.json").is_file():
+        return ""
+    failed = run_dir / FAILED_FILE
+    if failed.is_file():
+        return f"failed: {json.loads(failed.read_text())['error']}"
+    total = sum(b["steps"] for b in json.loads((run_dir / "scenario.json").read_text())["schedule"])
+    steps = [r.global_step for r in read_records(run_dir / "evals.jsonl")]
+    last = max(steps, default=0)
+    return (
+        f"incomplete: recorded up to step {last} of {total} (cut short; "
+        f"l2rl resume {run_dir.parent} finishes it)"
+    )

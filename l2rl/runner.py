@@ -29,7 +29,7 @@ from l2rl.logging.recorder import Recorder
 from l2rl.progress import ProgressDisplay
 from l2rl.scenario import Scenario
 from l2rl.seeding import derive_seed
-from l2rl.types import EnvSpec, EvalRecord, Losses, Step, TaskInfo, UpdateStats
+from l2rl.types import EnvSpec, EvalRecord, Losses, Step, TaskInfo, UpdateStats, WindowSummary
 
 
 class LossKeyError(ValueError):
@@ -135,6 +135,7 @@ class Runner:
         self._episodes = 0
         self._recent_returns: deque[float] = deque(maxlen=20)
         self._eval_envs: list[gym.Env[Any, Any]] = []
+        self._updates_at_window_start: dict[str, int] = {}
 
     # --- the loop ---------------------------------------------------------------------
     def run(
@@ -215,6 +216,7 @@ class Runner:
 
     def start_window(self, info: TaskInfo) -> None:
         """Open a training window: the agent and the components learn of the task."""
+        self._updates_at_window_start = dict(self.ctx.learner_updates)
         if self.scenario.task_aware:
             self.ctx.task = info
             self.agent.on_task_start(info)
@@ -223,12 +225,19 @@ class Runner:
             self.progress.start_block(info.block, len(self.scenario.schedule), info.name)
 
     def end_window(self, info: TaskInfo) -> None:
-        """Close a training window: its closing evaluation, consolidation, checkpoint."""
+        """Close a training window: its closing evaluation, consolidation, its summary
+        (optimiser steps per learner) to the recorder, checkpoint."""
         self._evaluate(info.block, info.index, block_end=True)
         if self.scenario.task_aware:
             self.hooks.fire(Hook.TASK_END, self.ctx, info)
             self.hooks.fire(Hook.CONSOLIDATE, self.ctx, info)
             self.ctx.task = None
+        updates = {
+            name: count - self._updates_at_window_start.get(name, 0)
+            for name, count in self.ctx.learner_updates.items()
+        }
+        summary = WindowSummary(info.block, info.index, info.name, self.ctx.global_step, updates)
+        self.recorder.window(summary)
         self._checkpoint(info.block)
 
     def _train_block(self, block: int, task_index: int, steps: int) -> None:

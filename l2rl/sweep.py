@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from contextlib import ExitStack
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -29,6 +30,7 @@ import torch
 from l2rl.aggregate import aggregate_seeds
 from l2rl.builder import build_scenario, check_config
 from l2rl.config import RunConfig, dump_config
+from l2rl.dirlock import experiment_lock
 from l2rl.experiment import (
     finish_seed,
     metrics_of_run,
@@ -76,6 +78,9 @@ def run_sweep(
             forced off inside workers).
         workers: worker processes; 1 runs in this process.
         on_event: called after every finished job.
+
+    Raises:
+        DirectoryLockedError: another process writes to one of the directories.
     """
     configs = {
         directory: config.model_copy(update={"progress": False})
@@ -109,12 +114,14 @@ def run_sweep(
         if on_event is not None:
             on_event(SweepEvent(done, total, label, seconds, headline))
 
-    pool = (
-        ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
-        if workers > 1
-        else None
-    )
+    locks = ExitStack()
+    pool = None
     try:
+        for directory in configs:  # one writer per experiment directory: this sweep
+            directory.mkdir(parents=True, exist_ok=True)
+            locks.enter_context(experiment_lock(directory))
+        if workers > 1:
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
         reference_jobs: list[Job] = [
             (
                 f"reference {c.scenario.name} task {task} seed {seed}",
@@ -133,16 +140,16 @@ def run_sweep(
             for directory, config, seed in runs
         ]
         _run_jobs(pool, seed_jobs, report)
+        summaries = {}
+        for directory, config in configs.items():
+            per_seed = [metrics_of_run(directory / f"seed_{s}").to_dict() for s in config.seeds]
+            summaries[directory] = aggregate_seeds(per_seed, HEADLINE_METRICS)
+            atomic_write_json(directory / "summary.json", summaries[directory])
+        return summaries
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-
-    summaries = {}
-    for directory, config in configs.items():
-        per_seed = [metrics_of_run(directory / f"seed_{s}").to_dict() for s in config.seeds]
-        summaries[directory] = aggregate_seeds(per_seed, HEADLINE_METRICS)
-        atomic_write_json(directory / "summary.json", summaries[directory])
-    return summaries
+        locks.close()
 
 
 def _timed(function: Callable[..., Any], args: tuple[Any, ...]) -> tuple[float, Any]:

@@ -263,3 +263,27 @@ class UpdateStats:
     losses: Mapping[str, float]
     update_index: int
     learner: str = "agent"
+
+
+@dataclass(frozen=True)
+class WindowSummary:
+    """What a training window did, recorded when it closes (``windows.jsonl``).
+
+    Attributes:
+        block: the window's index in the schedule.
+        task_index: the task trained.
+        task: the task's name.
+        end_step: the env step at which the window closed.
+        updates: optimiser steps each learner made in the window, by learner name; a
+            learner with 0 did not train in it (e.g. a replay too small to start).
+    """
+
+    block: int
+    task_index: int
+    task: str
+    end_step: int
+    updates: Mapping[str, int]
+
+    def idle_learners(self) -> list[str]:
+        """The learners that made no optimiser step in the window."""
+        return [name for name, count in self.updates.items() if count == 0]

@@ -114,6 +114,16 @@ class ChunkReplay(Component):
         """Transitions stored."""
         return len(self.buffer)
 
+    @property
+    def max_transitions(self) -> int:
+        """The most transitions this replay can hold at once (a bound, reached when no
+        episode starts inside a chunk): every complete chunk its writers keep, plus each
+        env's chunk being filled, one step short of complete (at that step it is
+        complete, and the chunk it evicts goes)."""
+        chunk = self.config.chunk_steps
+        kept = sum(w.capacity for w in self.buffer.writers)
+        return kept * chunk + self.buffer.max_envs * (chunk - 1)
+
     def sample(self, batch_size: int) -> TransitionBatch:
         """``batch_size`` transitions drawn with replacement by this replay's rule."""
         return self.buffer.sample(batch_size)

@@ -111,7 +111,7 @@ class DQNAgent(Agent):
             raise ConfigError(f"DQN needs a Discrete action space from 0, got {action_space}")
         if not isinstance(obs_space, gym.spaces.Box):
             raise ConfigError(f"DQN needs a Box observation space, got {obs_space}")
-        replay = required_replay(services, "DQN")
+        replay = required_replay(services, "DQN", config.learning_starts)
         check_multi_head(config.multi_head, env_spec, "DQN")
         super().__init__(config, env_spec, services, seed)
         self.replay: BatchSource = replay

@@ -289,7 +289,7 @@ class SACAgent(Agent):
             raise ConfigError(f"SAC needs finite action bounds, got {action_space}")
         if not isinstance(obs_space, gym.spaces.Box):
             raise ConfigError(f"SAC needs a Box observation space, got {obs_space}")
-        replay = required_replay(services, "SAC")
+        replay = required_replay(services, "SAC", config.learning_starts)
         check_multi_head(config.multi_head, env_spec, "SAC")
         super().__init__(config, env_spec, services, seed)
         self.replay: BatchSource = replay

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -31,6 +32,22 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
         except FileExistsError:
             continue
     raise FileExistsError(f"could not create a temporary file next to {path}")
+
+
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+"""The name :func:`_create_temporary` gives: ``.<name>.<12 hex digits>.tmp``."""
+
+
+def remove_leftover_temporaries(directory: Path) -> list[Path]:
+    """Delete the temporary files that atomic writes killed midway left in ``directory``
+    (not below it); the paths removed. Only safe while no one writes there (the
+    experiment's lock is held)."""
+    if not directory.is_dir():
+        return []
+    leftovers = [p for p in directory.iterdir() if p.is_file() and _TEMPORARY.match(p.name)]
+    for path in leftovers:
+        path.unlink()
+    return leftovers
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from l2rl.logging.files import JsonlWriter, record_to_row
-from l2rl.types import EvalRecord
+from l2rl.types import EvalRecord, WindowSummary
 
 EVAL_SCALARS_FILE = "eval_scalars.jsonl"
 """Evaluation-time diagnostics of a run directory: every scalar tagged ``eval/...``."""
+
+WINDOWS_FILE = "windows.jsonl"
+"""One row per closed training window: its optimiser steps per learner."""
 
 EVAL_SCALAR_PREFIX = "eval/"
 """Scalars whose tag starts with this are evaluation-time diagnostics, kept in the records."""
@@ -28,6 +32,9 @@ class Recorder:
     def evals(self, records: Sequence[EvalRecord]) -> None:
         """Record one round of evaluation."""
 
+    def window(self, summary: WindowSummary) -> None:
+        """Record what a training window did, when it closes."""
+
     def close(self) -> None:
         """Flush and release files."""
 
@@ -42,18 +49,27 @@ class DiskRecorder(Recorder):
     data of each task) also goes to ``eval_scalars.jsonl``, one ``{"step", "tag",
     "value"}`` row each, flushed per row, so that it can be committed with the evaluation
     records and plotted from them (TensorBoard event files are not meant for that). The
-    file is created with its first row.
+    file is created with its first row. Each closed window's summary goes to
+    ``windows.jsonl``.
+
+    Args:
+        run_dir: the run's directory.
+        resumed_from: the env step of the checkpoint a resumed run continues from: the
+            TensorBoard events the interrupted run wrote after it are purged (TensorBoard's
+            ``purge_step``), so no step is shown twice.
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, resumed_from: int | None = None) -> None:
         # Imported here: tensorboard's import costs about a second, which runs without a
         # directory (tests, benchmarks) should not pay.
         from torch.utils.tensorboard import SummaryWriter
 
         self._run_dir = run_dir
         self._evals = JsonlWriter(run_dir / "evals.jsonl")
+        self._windows = JsonlWriter(run_dir / WINDOWS_FILE)
         self._eval_scalars: JsonlWriter | None = None
-        self._tb = SummaryWriter(log_dir=str(run_dir / "tb"))
+        purge = None if resumed_from is None else resumed_from + 1
+        self._tb = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         """Write a TensorBoard scalar; ``eval/*`` ones to ``eval_scalars.jsonl`` too."""
@@ -75,9 +91,14 @@ class DiskRecorder(Recorder):
             )
         self._tb.flush()
 
+    def window(self, summary: WindowSummary) -> None:
+        """Append the window's summary to ``windows.jsonl``."""
+        self._windows.write(asdict(summary))
+
     def close(self) -> None:
         """Close the JSONL files and the TensorBoard writer."""
         self._evals.close()
+        self._windows.close()
         if self._eval_scalars is not None:
             self._eval_scalars.close()
         self._tb.close()

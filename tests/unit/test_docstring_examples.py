@@ -13,6 +13,7 @@ MODULES = (
     "l2rl.components.world_models.conv",
     "l2rl.components.world_models.plan2explore",
     "l2rl.core",
+    "l2rl.dirlock",
     "l2rl.manifest",
     "l2rl.testing.conformance",
     "l2rl.testing.scenario_check",
