@@ -279,6 +279,7 @@ def _check_run(
         agent = agent_factory(env_spec, services, seed)
         evaluation = EvalConfig(every=max(1, steps_per_task // 2), episodes=1)
         runner = Runner(scenario, agent, [*others, component, probe], evaluation, seed)
+        changed_by_evaluation = _watch_evaluations(runner)
         result = runner.run()
     except Exception as exc:
         checks.record(f"run[{mode}]", _describe(exc))
@@ -295,9 +296,44 @@ def _check_run(
         f"gradients applied[{mode}]",
         _orphans_problem([component, agent], runner.learners),
     )
-    _check_state_round_trip(cls, config, env_spec, component, checks, mode, runner.ctx, probe.batch)
+    checks.record(
+        f"weights after evaluation[{mode}]",
+        None
+        if not changed_by_evaluation
+        else "an evaluation left the learners' weights changed (a component that swaps "
+        "weights in for evaluation must put the trained ones back): "
+        + "; ".join(changed_by_evaluation[:5]),
+    )
+    _check_state_round_trip(
+        cls, config, env_spec, component, checks, mode, runner.ctx, probe.batch, services
+    )
     if component.role == "replay":
         checks.record(f"replay sample[{mode}]", _replay_problem(component, env_spec))
+
+
+def _watch_evaluations(runner: Runner) -> list[str]:
+    """Make ``runner`` compare every learner's weights before and after each evaluation;
+    the list it fills with the differences of the first evaluation that changed them."""
+    found: list[str] = []
+    evaluate = runner._evaluate
+
+    def weights() -> dict[str, Any]:
+        return {
+            learner.learner_name: {
+                key: value.detach().clone()
+                for key, value in learner.networks().state_dict().items()
+            }
+            for learner in runner.learners
+        }
+
+    def watched(block: int, trained_task: int, block_end: bool) -> None:
+        before = weights()
+        evaluate(block, trained_task, block_end)
+        if not found:
+            found.extend(state_differences(before, weights(), "weights"))
+
+    runner._evaluate = watched  # type: ignore[method-assign]
+    return found
 
 
 class _BatchProbe(Component):
@@ -326,12 +362,15 @@ def _check_state_round_trip(
     mode: str,
     ctx: RunContext,
     batch: Any,
+    services: AgentServices,
 ) -> None:
     """Save, load safely into a fresh instance, compare states, then behaviour.
 
-    Equal state dicts do not prove much when state lives outside ``state_dict`` (a
-    forgotten key): the restored instance must also give the same loss terms on the
-    run's last minibatch and, for a replay, the same sample.
+    The fresh instance is wired and sees ``on_run_start`` before it loads the state, as
+    on a resume (a component may build its modules at run start). Equal state dicts do not
+    prove much when state lives outside ``state_dict`` (a forgotten key): the restored
+    instance must also give the same loss terms on the run's last minibatch and, for a
+    replay, the same sample.
     """
     check = f"state_dict[{mode}]"
     try:
@@ -362,6 +401,8 @@ def _check_state_round_trip(
         return
     try:
         fresh = cls(config, env_spec)
+        fresh.wire(services)
+        fresh.on_run_start(ctx)  # as the runner does before it restores a checkpoint
         fresh.load_state_dict(loaded)
         restored = fresh.state_dict()
     except Exception as exc:

@@ -77,9 +77,11 @@ def test_good_components_pass_every_check() -> None:
         "hooks",
         "run[task-aware]",
         "gradients applied[task-aware]",
+        "weights after evaluation[task-aware]",
         "state_dict[task-aware]",
         "run[task-agnostic]",
         "gradients applied[task-agnostic]",
+        "weights after evaluation[task-agnostic]",
         "state_dict[task-agnostic]",
     )
     assert report.hooks == ("on_task_start", "on_step")
@@ -398,3 +400,65 @@ def test_state_differences_compares_recursively() -> None:
     ]
     assert state_differences([1, 2], (1, 2)) == ["state: list of 2 vs tuple of 2"]
     assert state_differences(True, 1) == ["state: True vs 1"]
+
+
+class EvaluationSwap(Component):
+    """Skill-style: swaps other weights into the agent for each evaluated task, and (unless
+    ``restore``) never puts the trained ones back."""
+
+    role = "custom"
+
+    class Config(PluginConfig):
+        """Options."""
+
+        restore: bool = True
+
+    config: Config
+
+    def on_eval_task_start(self, ctx: RunContext, task: TaskInfo) -> None:
+        parameters = list(ctx.agent.networks().parameters())
+        self.saved = [p.detach().clone() for p in parameters]
+        with torch.no_grad():
+            for p in parameters:
+                p.add_(1.0)
+
+    def on_eval_task_end(self, ctx: RunContext, task: TaskInfo) -> None:
+        if self.config.restore:
+            with torch.no_grad():
+                for p, saved in zip(ctx.agent.networks().parameters(), self.saved, strict=True):
+                    p.copy_(saved)
+
+
+def test_a_component_that_leaves_swapped_weights_after_evaluation_fails() -> None:
+    settings = ("task-aware",)  # evaluation task hooks fire only with task ids
+    assert (
+        "weights after evaluation[task-aware]"
+        in check_component(EvaluationSwap, settings=settings).passed
+    )
+    with pytest.raises(ConformanceError) as err:
+        check_component(EvaluationSwap, {"restore": False}, settings=settings)
+    problem = failures(err)["weights after evaluation[task-aware]"]
+    assert "must put the trained ones back" in problem and "weights['agent']" in problem
+
+
+class BuiltAtRunStart(Component):
+    """A good learner component whose network exists only from ``on_run_start`` (its size
+    comes from the agent), so its state can be loaded only after that, as on a resume."""
+
+    role = "custom"
+    learner = "agent"
+
+    def on_run_start(self, ctx: RunContext) -> None:
+        width = sum(p.numel() for p in ctx.agent.networks().parameters()) % 5 + 2
+        self.net = torch.nn.Linear(width, 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+
+
+def test_a_component_that_builds_its_modules_at_run_start_passes() -> None:
+    report = check_component(BuiltAtRunStart)
+    assert "state_dict[task-agnostic]" in report.passed

@@ -148,8 +148,8 @@ def test_a_second_writer_is_refused_naming_the_holder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     directory = cut_short(tmp_path, monkeypatch, tiny(tmp_path))
-    with experiment_lock(directory):
-        with pytest.raises(DirectoryLockedError, match=f"process {os.getpid()} on "):
-            resume_experiment(directory)
+    holder = f"process {os.getpid()} on "
+    with experiment_lock(directory), pytest.raises(DirectoryLockedError, match=holder):
+        resume_experiment(directory)
     resume_experiment(directory)  # released when the holder is done
     assert (directory / "seed_0" / "metrics.json").is_file()
