@@ -149,6 +149,15 @@ class RunConfig(_Strict):
         default=None, gt=0, description="torch.set_num_threads for the run (None: leave it)."
     )
     progress: bool = Field(default=True, description="Show a progress display on stderr.")
+    checkpoint_every: int | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Also checkpoint every this many env steps inside a training window, so a "
+            "killed long window resumes near where it stopped (None: only at window ends). "
+            "Each costs a write of the whole state, replay included."
+        ),
+    )
 
     @field_validator("seeds")
     @classmethod

@@ -374,9 +374,14 @@ class Agent(Learner):
             learning rates). Losses must be written so that summing them is correct, e.g. an
             actor loss that evaluates critics through detached parameters.
         max_grad_norm: clip the global gradient norm to this before each step, or ``None``.
+        resumes_mid_episode: whether ``state_dict`` holds all the agent carries from one
+            step of an episode to the next (true for memoryless policies), so a checkpoint
+            inside a window resumes its episodes exactly; a recurrent agent that restarts
+            its acting state instead sets it false, and such resumes start new episodes.
     """
 
     Config: ClassVar[type[PluginConfig]]
+    resumes_mid_episode: ClassVar[bool] = True
 
     def __init__(
         self, config: PluginConfig, env_spec: EnvSpec, services: AgentServices, seed: int

@@ -14,10 +14,12 @@ Layout::
             evals.jsonl             every evaluation record, flushed as it happens
             eval_scalars.jsonl      evaluation-time diagnostics (``eval/*`` scalars), if any
             windows.jsonl           each closed window's optimiser steps per learner
+            resumes.jsonl           each resume: from which step, bitwise comparable or not
             reference_evals.jsonl   single-task reference records (forward transfer)
             metrics.json            this seed's metrics
             failed.json             only if the run stopped on a NaN/inf (learner, loss, step)
-            checkpoint.pt           agent and component state at the last window's end
+            checkpoint.pt           the run's whole state at the last window's end (or
+                                    inside a window, with ``checkpoint_every``)
             tb/                     TensorBoard events
 
 Single-task reference runs (each task alone, from scratch, same agent and replay, without
@@ -172,7 +174,8 @@ def run_seed(config: RunConfig, seed: int, run_dir: Path) -> RunMetrics:
 
 
 def resume_seed(run_dir: Path) -> RunMetrics:
-    """Finish an interrupted seed from its last window-end checkpoint.
+    """Finish an interrupted seed from its last checkpoint (a window's end, or inside a
+    window with ``checkpoint_every``).
 
     Evaluations the interrupted run made after that checkpoint are dropped from
     ``evals.jsonl``, and its evaluation-time diagnostics after it from
@@ -217,12 +220,17 @@ def _train_and_measure(
         _truncate_rows(run_dir / EVAL_SCALARS_FILE, "step", kept)
         _truncate_rows(run_dir / WINDOWS_FILE, "end_step", kept)
     resumed_from = None if checkpoint is None else int(checkpoint["global_step"])
+    if checkpoint is not None:
+        _note_resume(run_dir, checkpoint)
     recorder: Recorder = DiskRecorder(run_dir, resumed_from=resumed_from)
     (run_dir / FAILED_FILE).unlink(missing_ok=True)
     seed_torch_stream(seed)  # a resumed run then restores it from the checkpoint
     with ProgressDisplay(scenario.total_steps, f"seed {seed}", config.progress) as bar:
         runner = built.runner(
-            recorder=recorder, progress=bar, checkpoint_path=run_dir / "checkpoint.pt"
+            recorder=recorder,
+            progress=bar,
+            checkpoint_path=run_dir / "checkpoint.pt",
+            checkpoint_every=config.checkpoint_every,
         )
         try:
             runner.run(resume=checkpoint, previous_records=previous)
@@ -251,6 +259,26 @@ def _train_and_measure(
     for window in metrics.windows_without_updates:
         warn.print(f"warning: seed {seed}: {window.describe()}", markup=False, soft_wrap=True)
     return metrics
+
+
+RESUMES_FILE = "resumes.jsonl"
+"""One row per resume of a seed: the step it resumed from and whether it is exact."""
+
+
+def _note_resume(run_dir: Path, checkpoint: Mapping[str, Any]) -> None:
+    """Append the resume to ``resumes.jsonl``: from which step, inside a window or at its
+    end, and whether the resumed run is bitwise comparable to an uninterrupted one (not
+    when the envs' episodes could not be continued)."""
+    window = checkpoint.get("window")
+    reason = "" if window is None else str(window["inexact"])
+    row = {
+        "from_step": int(checkpoint["global_step"]),
+        "inside_window": window is not None,
+        "bitwise_comparable": not reason,
+        "reason": reason,
+    }
+    with (run_dir / RESUMES_FILE).open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
 
 
 def _truncate_rows(path: Path, step_key: str, kept: int) -> None:

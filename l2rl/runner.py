@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from l2rl.checkpoint import restore_checkpoint, write_checkpoint
+from l2rl.checkpoint import WindowState, restore_checkpoint, write_checkpoint
 from l2rl.config import EvalConfig
 from l2rl.core import AGENT_LEARNER, Agent, Component, Learner, RunContext
 from l2rl.evaluation import run_episodes
@@ -89,6 +89,9 @@ class Runner:
         recorder: where records and scalars go (default: nowhere but the returned result).
         progress: a progress display, or ``None``.
         checkpoint_path: where to save agent and component state at each window's end.
+        checkpoint_every: also save it every this many env steps inside a window (at the
+            end of the round of env steps that reaches a multiple); ``None``: only at
+            window ends.
         log_every_updates: write loss scalars every this many optimiser steps.
         env_spec: the scenario's spaces if already computed (saves building every env);
             its ``num_envs`` training envs are stepped in lockstep, the agent acting on all
@@ -107,6 +110,7 @@ class Runner:
         recorder: Recorder | None = None,
         progress: ProgressDisplay | None = None,
         checkpoint_path: Path | None = None,
+        checkpoint_every: int | None = None,
         log_every_updates: int = 100,
         env_spec: EnvSpec | None = None,
         num_envs: int | None = None,
@@ -119,6 +123,9 @@ class Runner:
         self.recorder = recorder or Recorder()
         self.progress = progress
         self.checkpoint_path = checkpoint_path
+        if checkpoint_every is not None and checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be positive, got {checkpoint_every}")
+        self.checkpoint_every = checkpoint_every
         self.log_every_updates = log_every_updates
         self.env_spec = env_spec or scenario.env_spec(num_envs=num_envs or 1)
         if num_envs is not None and num_envs != self.env_spec.num_envs:
@@ -146,9 +153,10 @@ class Runner:
         """Run the whole schedule; returns the records (also given to the recorder).
 
         Args:
-            resume: a checkpoint written at the end of a window (see ``checkpoint_path``):
-                training goes on from the next window with every state restored, so the
-                rest of the run is the one an uninterrupted run would have had.
+            resume: a checkpoint (see ``checkpoint_path``): training goes on from where it
+                was written (the next window, or inside its window) with every state
+                restored, so the rest of the run is the one an uninterrupted run would have
+                had (inside a window, unless its state says the resume is inexact).
             previous_records: the records the interrupted run had made up to that window's
                 end (kept in the result; not given to the recorder again).
         """
@@ -156,15 +164,18 @@ class Runner:
         self._eval_envs = [task.make_env() for task in self.scenario.tasks]
         try:
             self.hooks.fire(Hook.RUN_START, self.ctx)
+            window: WindowState | None = None
             if resume is None:
                 self._evaluate(block=-1, trained_task=-1, block_end=True)
                 first_block = 0
             else:
-                first_block = self._restore(resume) + 1
+                block, window = self._restore(resume)
+                first_block = block if window is not None else block + 1
                 self.records = list(previous_records)
             for block in range(first_block, len(self.scenario.schedule)):
                 spec = self.scenario.schedule[block]
-                self._train_block(block, spec.task_index, spec.steps)
+                self._train_block(block, spec.task_index, spec.steps, window)
+                window = None
             self.hooks.fire(Hook.RUN_END, self.ctx)
         finally:
             for env in self._eval_envs:
@@ -240,26 +251,41 @@ class Runner:
         self.recorder.window(summary)
         self._checkpoint(info.block)
 
-    def _train_block(self, block: int, task_index: int, steps: int) -> None:
+    def _train_block(
+        self, block: int, task_index: int, steps: int, resumed: WindowState | None
+    ) -> None:
         ctx, agent, hooks = self.ctx, self.agent, self.hooks
         info = self._task_info(task_index, block)
         task_id = task_index if self.scenario.task_aware else None
-        self.start_window(info)
+        if resumed is None:
+            self.start_window(info)
+        else:  # the window was opened before the checkpoint: its hooks have run
+            self._reopen_window(info, resumed)
 
         # num_envs copies of the task's env stepped in lockstep in this process (on 2 cores
         # a subprocess pool loses to this for cheap envs); each transition then goes through
         # the same per-step path, so hooks, updates and evaluation see single transitions.
-        envs = [self.scenario.tasks[task_index].make_env() for _ in range(self.num_envs)]
-        obs = [
-            env.reset(seed=derive_seed(self.seed, _TRAIN_ENV, block, i))[0]
-            for i, env in enumerate(envs)
-        ]
-        episode_returns = [0.0] * len(envs)
-        first = [True] * len(envs)  # obs[i] starts an episode
-        agent.on_episode_start(range(len(envs)), evaluation=False)
+        envs = resumed.restore_envs() if resumed is not None else None
+        if envs is not None and resumed is not None:
+            obs, first = list(resumed.obs), list(resumed.first)
+            episode_returns = list(resumed.episode_returns)
+        else:
+            envs = [self.scenario.tasks[task_index].make_env() for _ in range(self.num_envs)]
+            # a fresh window's seeds, or (inexact resume) seeds of the step it resumes at
+            tail = () if resumed is None else (ctx.global_step,)
+            obs = [
+                env.reset(seed=derive_seed(self.seed, _TRAIN_ENV, block, i, *tail))[0]
+                for i, env in enumerate(envs)
+            ]
+            episode_returns = [0.0] * len(envs)
+            first = [True] * len(envs)  # obs[i] starts an episode
+            agent.on_episode_start(range(len(envs)), evaluation=False)
         every = self.evaluation.every
         on_step = hooks.handlers(Hook.STEP)
-        block_start, done = time.perf_counter(), 0
+        block_start = time.perf_counter()
+        done = 0 if resumed is None else resumed.done
+        save_every = self.checkpoint_every if self.checkpoint_path is not None else None
+        next_save = None if save_every is None else (ctx.global_step // save_every + 1) * save_every
         try:
             while done < steps:
                 if len(envs) == 1:
@@ -303,6 +329,21 @@ class Runner:
                     if self.progress is not None and ctx.global_step % 250 == 0:
                         elapsed = time.perf_counter() - block_start
                         self._show_progress(self.progress, done, elapsed)
+                # Between rounds, every env's step is taken and observed: a checkpoint
+                # here resumes the same loop (next_save is None without checkpoint_every).
+                if next_save is not None and save_every and ctx.global_step >= next_save:
+                    if done < steps:
+                        state = WindowState.capture(
+                            done,
+                            obs,
+                            episode_returns,
+                            first,
+                            envs,
+                            self._updates_at_window_start,
+                            agent.resumes_mid_episode,
+                        )
+                        self._checkpoint(block, state)
+                    next_save = (ctx.global_step // save_every + 1) * save_every
         finally:
             for env in envs:
                 env.close()
@@ -478,7 +519,7 @@ class Runner:
     def _schedule(self) -> list[tuple[int, int]]:
         return [(b.task_index, b.steps) for b in self.scenario.schedule]
 
-    def _checkpoint(self, block: int) -> None:
+    def _checkpoint(self, block: int, window: WindowState | None = None) -> None:
         if self.checkpoint_path is None:
             return
         write_checkpoint(
@@ -489,18 +530,28 @@ class Runner:
             episodes=self._episodes,
             agent=self.agent,
             components=self.hooks.components,
+            window=window,
         )
 
-    def _restore(self, checkpoint: Mapping[str, Any]) -> int:
-        """Load a window-end checkpoint; returns the window it closed."""
-        block, self._episodes = restore_checkpoint(
+    def _restore(self, checkpoint: Mapping[str, Any]) -> tuple[int, WindowState | None]:
+        """Load a checkpoint; returns its window and, if written inside it, its state."""
+        block, self._episodes, window = restore_checkpoint(
             checkpoint,
             schedule=self._schedule(),
             ctx=self.ctx,
             agent=self.agent,
             components=self.hooks.components,
         )
-        return block
+        return block, window
+
+    def _reopen_window(self, info: TaskInfo, state: WindowState) -> None:
+        """Resume a window a checkpoint was written in: its opening hooks ran before (their
+        effects are in the restored states), so only the runner's own view is set."""
+        self._updates_at_window_start = dict(state.updates_at_start)
+        if self.scenario.task_aware:
+            self.ctx.task = info
+        if self.progress is not None:
+            self.progress.start_block(info.block, len(self.scenario.schedule), info.name)
 
 
 def _without_task(record: EvalRecord) -> EvalRecord:

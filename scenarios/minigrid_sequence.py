@@ -13,7 +13,7 @@ from typing import Any
 
 import gymnasium as gym
 import minigrid  # noqa: F401 - importing registers the MiniGrid env ids with gymnasium
-from gymnasium.wrappers import FlattenObservation
+import numpy as np
 from minigrid.minigrid_env import MiniGridEnv
 from minigrid.wrappers import ImgObsWrapper
 from pydantic import Field, field_validator
@@ -53,7 +53,27 @@ def make_minigrid_env(env_id: str, max_episode_steps: int | None = None) -> gym.
         # episodes and would leave the reward scaled to the old limit.
         grid.max_steps = max_episode_steps
     image_only = ImgObsWrapper(env)  # type: ignore[no-untyped-call]  # minigrid is untyped
-    return FlattenObservation(image_only)
+    return FlatImage(image_only)
+
+
+class FlatImage(gym.ObservationWrapper[np.ndarray, Any, np.ndarray]):
+    """The image observation flattened to 1-D, as gymnasium's ``FlattenObservation`` gives
+    it; a plain class (that one keeps a lambda) so the env pickles whole and a checkpoint
+    inside a window continues its episode."""
+
+    def __init__(self, env: gym.Env[np.ndarray, Any]) -> None:
+        super().__init__(env)
+        image = env.observation_space
+        if not isinstance(image, gym.spaces.Box):
+            raise TypeError(f"FlatImage needs a Box image space, got {image}")
+        self._dtype = image.dtype
+        self.observation_space = gym.spaces.Box(
+            image.low.reshape(-1), image.high.reshape(-1), dtype=image.dtype.type
+        )
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        """The image, flattened (as ``gymnasium.spaces.flatten`` does a Box)."""
+        return np.asarray(observation, dtype=self._dtype).reshape(-1)
 
 
 class MiniGridSequenceConfig(PluginConfig):

@@ -340,6 +340,10 @@ class DreamerAgent(Agent):
         """Actor, critic and slow critic (only actor and critic are optimised)."""
         return self.nets
 
+    # The latent acting state is not checkpointed: a resume inside a window starts new
+    # episodes (l2rl.checkpoint), and says so in the run's resumes.jsonl.
+    resumes_mid_episode = False
+
     def state_dict(self) -> dict[str, Any]:
         """Networks, optimizer and the return normaliser (acting states restart with the
         next episode)."""

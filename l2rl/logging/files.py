@@ -6,7 +6,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
@@ -50,16 +50,14 @@ def remove_leftover_temporaries(directory: Path) -> list[Path]:
     return leftovers
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader sees the old or the new file, never half.
-
-    Writes a temporary file in the same folder (mode ``0o666`` less the umask, like any new
-    file), fsyncs it, then ``os.replace``s it.
-    """
+def _write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Give ``write`` a temporary file next to ``path``, fsync it, rename it into place:
+    a reader (or a machine restarted after a power cut) sees the old file or the new one,
+    never half of one."""
     fd, tmp = _create_temporary(path)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -68,22 +66,25 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader sees the old or the new file, never half.
+
+    Writes a temporary file in the same folder (mode ``0o666`` less the umask, like any new
+    file), fsyncs it, then ``os.replace``s it.
+    """
+    data = text.encode()
+    _write_atomically(path, lambda handle: handle.write(data))
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
     """:func:`atomic_write_text` of ``data`` as indented JSON (NaN is not allowed)."""
     atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
-    """``torch.save`` through a temporary file (mode as for :func:`atomic_write_text`)
-    and ``os.replace``."""
-    fd, tmp = _create_temporary(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """``torch.save`` through a temporary file, fsynced before ``os.replace`` (mode as for
+    :func:`atomic_write_text`)."""
+    _write_atomically(path, lambda handle: torch.save(obj, handle))
 
 
 class JsonlWriter:

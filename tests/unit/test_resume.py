@@ -125,3 +125,64 @@ def test_eval_scalars_of_a_resumed_run_equal_the_uninterrupted_ones(
     monkeypatch.setattr(Runner, "_evaluate", probing)
     resume_experiment(cut)
     assert eval_scalar_rows(cut / "seed_0") == expected  # cut rows dropped, not doubled
+
+
+def test_a_run_killed_inside_a_window_resumes_from_its_last_checkpoint_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def config() -> RunConfig:
+        return tiny(tmp_path).model_copy(update={"checkpoint_every": 50})
+
+    whole = run_experiment(config()).directory / "seed_0"
+    # killed at the second window's second evaluation (step 500), before the round-end
+    # checkpoint of that step: the last checkpoint on disk is the one at step 450
+    original, calls = Runner._evaluate, {"n": 0}
+
+    def crashing(self: Runner, block: int, trained_task: int, block_end: bool) -> None:
+        original(self, block, trained_task, block_end)
+        if block == 1:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise Crash
+
+    monkeypatch.setattr(Runner, "_evaluate", crashing)
+    with pytest.raises(Crash):
+        run_experiment(config())
+    monkeypatch.undo()
+    (cut,) = [d for d in (tmp_path / "runs").glob("tiny-*") if d != whole.parent]
+    resume_experiment(cut)
+    assert rows(cut / "seed_0") == rows(whole)
+    assert (cut / "seed_0" / "metrics.json").read_text() == (whole / "metrics.json").read_text()
+    (resumed,) = [json.loads(line) for line in (cut / "seed_0" / "resumes.jsonl").open()]
+    assert resumed == {
+        "from_step": 450,
+        "inside_window": True,
+        "bitwise_comparable": True,
+        "reason": "",
+    }
+
+
+def test_an_agent_without_its_acting_state_resumes_inside_a_window_with_new_episodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from l2rl.agents.dqn import DQNAgent
+
+    monkeypatch.setattr(DQNAgent, "resumes_mid_episode", False)
+    config = tiny(tmp_path).model_copy(update={"checkpoint_every": 50})
+    original = Runner._evaluate
+
+    def crashing(self: Runner, block: int, trained_task: int, block_end: bool) -> None:
+        original(self, block, trained_task, block_end)
+        if self.ctx.global_step == 500:
+            raise Crash
+
+    monkeypatch.setattr(Runner, "_evaluate", crashing)
+    with pytest.raises(Crash):
+        run_experiment(config)
+    monkeypatch.setattr(Runner, "_evaluate", original)
+    (cut,) = (tmp_path / "runs").glob("tiny-*")
+    resume_experiment(cut)
+    (resumed,) = [json.loads(line) for line in (cut / "seed_0" / "resumes.jsonl").open()]
+    assert resumed["from_step"] == 450 and not resumed["bitwise_comparable"]
+    assert resumed["reason"] == "the agent's acting state is not saved"
+    assert max(r["global_step"] for r in rows(cut / "seed_0")) == 900  # the run finished
