@@ -118,3 +118,29 @@ def test_the_docs_page_shows_the_example_files_verbatim() -> None:
         and not {"build", "__pycache__"} & set(path.parts)
     }
     assert shown == files
+
+
+def test_the_docs_run_config_checks_and_runs_with_the_plugin(
+    installed: Path, tmp_path: Path
+) -> None:
+    text = DOC.read_text()
+    (config,) = [
+        block
+        for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+        if block.startswith("name: cartpole-with-stats")
+    ]
+    (tmp_path / "cartpole-with-stats.yaml").write_text(config)
+    commands = [
+        line.removeprefix("$ ").split("  #")[0].split()
+        for block in re.findall(r"```console\n(.*?)```", text, flags=re.DOTALL)
+        for line in block.splitlines()
+        if line.startswith("$ l2rl ") and "cartpole-with-stats.yaml" in line
+    ]
+    assert [c[1] for c in commands] == ["check", "run"]
+    # the documented budget shrunk (15000 steps per task), everything else as shown
+    tiny = ["scenario.steps_per_task=300", "evaluation.every=150", "progress=false"]
+    for command in commands:
+        argv = [sys.executable, "-m", "l2rl.cli", *command[1:]]
+        _run(argv + (tiny if command[1] == "run" else []), cwd=tmp_path, pythonpath=installed)
+    (experiment,) = (tmp_path / "runs").glob("cartpole-with-stats-*")
+    assert (experiment / "summary.json").is_file()
