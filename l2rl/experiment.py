@@ -14,6 +14,7 @@ Layout::
             evals.jsonl             every evaluation record, flushed as it happens
             eval_scalars.jsonl      evaluation-time diagnostics (``eval/*`` scalars), if any
             windows.jsonl           each closed window's optimiser steps per learner
+            episodes.jsonl          each finished training episode: window, task, step, return
             resumes.jsonl           each resume: from which step, bitwise comparable or not
             reference_evals.jsonl   single-task reference records (forward transfer)
             metrics.json            this seed's metrics
@@ -57,7 +58,13 @@ from l2rl.logging.files import (
     record_to_row,
     remove_leftover_temporaries,
 )
-from l2rl.logging.recorder import EVAL_SCALARS_FILE, WINDOWS_FILE, DiskRecorder, Recorder
+from l2rl.logging.recorder import (
+    EPISODES_FILE,
+    EVAL_SCALARS_FILE,
+    WINDOWS_FILE,
+    DiskRecorder,
+    Recorder,
+)
 from l2rl.manifest import environment_manifest
 from l2rl.metrics import HEADLINE_METRICS, IdleWindow, RunMetrics, summarize_run
 from l2rl.progress import ProgressDisplay
@@ -219,6 +226,7 @@ def _train_and_measure(
         )
         _truncate_rows(run_dir / EVAL_SCALARS_FILE, "step", kept)
         _truncate_rows(run_dir / WINDOWS_FILE, "end_step", kept)
+        _truncate_rows(run_dir / EPISODES_FILE, "global_step", kept)
     resumed_from = None if checkpoint is None else int(checkpoint["global_step"])
     if checkpoint is not None:
         _note_resume(run_dir, checkpoint)

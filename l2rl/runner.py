@@ -29,7 +29,16 @@ from l2rl.logging.recorder import Recorder
 from l2rl.progress import ProgressDisplay
 from l2rl.scenario import Scenario
 from l2rl.seeding import derive_seed
-from l2rl.types import EnvSpec, EvalRecord, Losses, Step, TaskInfo, UpdateStats, WindowSummary
+from l2rl.types import (
+    EnvSpec,
+    EpisodeRecord,
+    EvalRecord,
+    Losses,
+    Step,
+    TaskInfo,
+    UpdateStats,
+    WindowSummary,
+)
 
 
 class LossKeyError(ValueError):
@@ -318,7 +327,7 @@ class Runner:
                     episode_returns[i] += float(reward)
                     first[i] = terminated or truncated
                     if first[i]:
-                        self._end_episode(episode_returns[i])
+                        self._end_episode(info, episode_returns[i])
                         episode_returns[i] = 0.0
                         obs[i], _ = env.reset()
                         agent.on_episode_start([i], evaluation=False)
@@ -349,10 +358,14 @@ class Runner:
                 env.close()
         self.end_window(info)
 
-    def _end_episode(self, episode_return: float) -> None:
+    def _end_episode(self, info: TaskInfo, episode_return: float) -> None:
         self._episodes += 1
         self._recent_returns.append(episode_return)
-        self.recorder.scalar("train/episode_return", episode_return, self.ctx.global_step)
+        step = self.ctx.global_step
+        self.recorder.scalar("train/episode_return", episode_return, step)
+        self.recorder.episode(
+            EpisodeRecord(info.block, info.index, info.name, step, episode_return)
+        )
 
     def _show_progress(self, progress: ProgressDisplay, block_steps: int, elapsed: float) -> None:
         recent = float(np.mean(self._recent_returns)) if self._recent_returns else None

@@ -287,3 +287,22 @@ class WindowSummary:
     def idle_learners(self) -> list[str]:
         """The learners that made no optimiser step in the window."""
         return [name for name, count in self.updates.items() if count == 0]
+
+
+@dataclass(frozen=True)
+class EpisodeRecord:
+    """A training episode that ended (``episodes.jsonl``).
+
+    Attributes:
+        block: the training window it ran in.
+        task_index: the task trained.
+        task: the task's name.
+        global_step: the env step at which it ended.
+        episode_return: its undiscounted return.
+    """
+
+    block: int
+    task_index: int
+    task: str
+    global_step: int
+    episode_return: float

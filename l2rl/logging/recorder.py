@@ -7,10 +7,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from l2rl.logging.files import JsonlWriter, record_to_row
-from l2rl.types import EvalRecord, WindowSummary
+from l2rl.types import EpisodeRecord, EvalRecord, WindowSummary
 
 EVAL_SCALARS_FILE = "eval_scalars.jsonl"
 """Evaluation-time diagnostics of a run directory: every scalar tagged ``eval/...``."""
+
+EPISODES_FILE = "episodes.jsonl"
+"""One row per finished training episode: window, task, step, return."""
 
 WINDOWS_FILE = "windows.jsonl"
 """One row per closed training window: its optimiser steps per learner."""
@@ -35,6 +38,9 @@ class Recorder:
     def window(self, summary: WindowSummary) -> None:
         """Record what a training window did, when it closes."""
 
+    def episode(self, record: EpisodeRecord) -> None:
+        """Record a training episode that ended."""
+
     def close(self) -> None:
         """Flush and release files."""
 
@@ -50,7 +56,7 @@ class DiskRecorder(Recorder):
     "value"}`` row each, flushed per row, so that it can be committed with the evaluation
     records and plotted from them (TensorBoard event files are not meant for that). The
     file is created with its first row. Each closed window's summary goes to
-    ``windows.jsonl``.
+    ``windows.jsonl``, each finished training episode to ``episodes.jsonl``.
 
     Args:
         run_dir: the run's directory.
@@ -67,6 +73,7 @@ class DiskRecorder(Recorder):
         self._run_dir = run_dir
         self._evals = JsonlWriter(run_dir / "evals.jsonl")
         self._windows = JsonlWriter(run_dir / WINDOWS_FILE)
+        self._episodes = JsonlWriter(run_dir / EPISODES_FILE)
         self._eval_scalars: JsonlWriter | None = None
         purge = None if resumed_from is None else resumed_from + 1
         self._tb = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge)
@@ -95,10 +102,15 @@ class DiskRecorder(Recorder):
         """Append the window's summary to ``windows.jsonl``."""
         self._windows.write(asdict(summary))
 
+    def episode(self, record: EpisodeRecord) -> None:
+        """Append the episode to ``episodes.jsonl``."""
+        self._episodes.write(asdict(record))
+
     def close(self) -> None:
         """Close the JSONL files and the TensorBoard writer."""
         self._evals.close()
         self._windows.close()
+        self._episodes.close()
         if self._eval_scalars is not None:
             self._eval_scalars.close()
         self._tb.close()

@@ -152,7 +152,8 @@ def test_a_run_killed_inside_a_window_resumes_from_its_last_checkpoint_there(
     (cut,) = [d for d in (tmp_path / "runs").glob("tiny-*") if d != whole.parent]
     resume_experiment(cut)
     assert rows(cut / "seed_0") == rows(whole)
-    assert (cut / "seed_0" / "metrics.json").read_text() == (whole / "metrics.json").read_text()
+    for name in ("metrics.json", "windows.jsonl", "episodes.jsonl"):
+        assert (cut / "seed_0" / name).read_text() == (whole / name).read_text(), name
     (resumed,) = [json.loads(line) for line in (cut / "seed_0" / "resumes.jsonl").open()]
     assert resumed == {
         "from_step": 450,
