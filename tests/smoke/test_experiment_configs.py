@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 
 from l2rl.builder import check_config
-from l2rl.config import load_config
+from l2rl.config import load_config, load_yaml
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
@@ -31,7 +31,7 @@ def test_experiment_config_builds(path: Path) -> None:
 
 def test_every_baseline_builds(tmp_path: Path) -> None:
     module = baselines_module()
-    methods = list(module.load_yaml((EXPERIMENTS / "baselines" / "methods.yaml").read_text()))
+    methods = list(load_yaml((EXPERIMENTS / "baselines" / "methods.yaml").read_text()))
     assert "fine-tuning" in methods and len(methods) == 9
     grid = module.experiment_configs(list(module.AVAILABLE), methods, [0], tmp_path)
     assert len(grid) == len(module.AVAILABLE) * 9

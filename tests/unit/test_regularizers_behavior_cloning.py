@@ -87,7 +87,7 @@ def test_clone_losses_apply_clears_weights() -> None:
 # --- DQN's policy and value ----------------------------------------------------------------
 def dqn(temperature: float = 1.0, **options: Any) -> DQNAgent:
     env_spec = EnvSpec(gym.spaces.Box(-1.0, 1.0, (2,), np.float32), gym.spaces.Discrete(2), 2, True)
-    replay = FIFOReplay(FIFOReplay.Config(capacity=10), env_spec)
+    replay = FIFOReplay(FIFOReplay.Config(capacity=1000), env_spec)
     agent = DQNAgent(
         DQNAgent.Config(hidden_sizes=[], policy_temperature=temperature, **options),
         env_spec,
@@ -146,7 +146,7 @@ def fill_and_record(component: BehaviorCloning, ctx: RunContext, steps: int) -> 
 
 def fake_dqn() -> DQNAgent:
     env_spec = fake_scenario(num_tasks=2).env_spec()
-    replay = FIFOReplay(FIFOReplay.Config(capacity=10), env_spec)
+    replay = FIFOReplay(FIFOReplay.Config(capacity=1000), env_spec)
     return DQNAgent(DQNAgent.Config(hidden_sizes=[8]), env_spec, AgentServices(replay), seed=0)
 
 

@@ -108,7 +108,7 @@ def test_the_replay_serves_sequences_and_every_component_is_wired(
         {
             "name": "t",
             "scenario": {"name": "cartpole-variants", "steps_per_task": 100},
-            "agent": {"name": "dqn"},
+            "agent": {"name": "dqn", "options": {"learning_starts": 50}},
             "replay": {"name": "fifo", "options": {"capacity": 100}},
             "components": [{"name": "l2"}],
             "evaluation": {"every": 50},
