@@ -136,14 +136,17 @@ def write_checkpoint(
     agent: Agent,
     components: Sequence[Component],
     window: WindowState | None = None,
+    runner: Mapping[str, Any] | None = None,
 ) -> None:
     """Save the run's state to ``path`` (atomically): at the end of ``block``, or inside
-    it when ``window`` says where the window stands."""
+    it when ``window`` says where the window stands; ``runner`` is the runner's own state
+    (plain values: its inferred task)."""
     atomic_torch_save(
         path,
         {
             "block": block,
             "window": None if window is None else window.to_state(),
+            "runner": dict(runner or {}),
             "schedule": schedule,
             "global_step": ctx.global_step,
             "learner_updates": dict(ctx.learner_updates),
@@ -162,9 +165,10 @@ def restore_checkpoint(
     ctx: RunContext,
     agent: Agent,
     components: Sequence[Component],
-) -> tuple[int, int, WindowState | None]:
-    """Load ``checkpoint`` into the run; returns ``(block, episodes so far, window)``:
-    ``window`` is ``None`` when ``block`` closed there, else where inside it the run stood.
+) -> tuple[int, int, WindowState | None, Mapping[str, Any]]:
+    """Load ``checkpoint`` into the run; returns ``(block, episodes so far, window,
+    runner)``: ``window`` is ``None`` when ``block`` closed there, else where inside it the
+    run stood; ``runner`` is what ``write_checkpoint`` got as ``runner``.
 
     Raises:
         ValueError: it was written for another schedule or another set of components.
@@ -185,4 +189,5 @@ def restore_checkpoint(
     torch.set_rng_state(checkpoint["torch_rng"])
     window = checkpoint.get("window")  # absent from checkpoints of earlier versions
     state = None if window is None else WindowState.from_state(window)
-    return int(checkpoint["block"]), int(checkpoint["episodes"]), state
+    runner = checkpoint.get("runner", {})
+    return int(checkpoint["block"]), int(checkpoint["episodes"]), state, runner

@@ -266,6 +266,10 @@ class RunContext:
         update_index: the agent's optimiser steps so far (``learner_updates["agent"]``).
         learner_updates: optimiser steps so far per learner name (the agent's included).
         learner: the name of the learner being updated, during update hooks; else ``None``.
+        pending_task_change: the change asked for since the last step, ``(reason,
+            task_id)``, until the runner makes it; else ``None``.
+        infers_tasks: a task-agnostic run with a task-change detector: task hooks fire at
+            inferred changes (set by the runner).
     """
 
     def __init__(
@@ -285,6 +289,33 @@ class RunContext:
         self.task: TaskInfo | None = None
         self.learner_updates: dict[str, int] = {}
         self.learner: str | None = None
+        self.pending_task_change: tuple[str, int | None] | None = None
+        self.infers_tasks = False
+
+    def request_task_change(self, reason: str, task_id: int | None = None) -> None:
+        """Ask the runner to close the current inferred task and open another after the
+        current step (a task-change detector calls this; task-agnostic runs only).
+
+        The runner fires the usual closing and opening hooks (``on_task_end``,
+        ``on_consolidate``, ``on_task_start``, ``Agent.on_task_start``) with
+        :class:`~l2rl.types.TaskInfo` ``inferred=True``, so every component that
+        consolidates at task ends works without true boundaries. The first request of a
+        step wins.
+
+        Args:
+            reason: why, for the run's ``task_changes.jsonl``.
+            task_id: an earlier inferred task recognised again; ``None`` for a new one.
+
+        Raises:
+            RuntimeError: in a task-aware run (its boundaries are known).
+            ValueError: a negative ``task_id``.
+        """
+        if self.env_spec.task_aware:
+            raise RuntimeError("request_task_change is for task-agnostic runs only")
+        if task_id is not None and task_id < 0:
+            raise ValueError(f"task_id must be non-negative, got {task_id}")
+        if self.pending_task_change is None:
+            self.pending_task_change = (reason, task_id)
 
     @property
     def update_index(self) -> int:

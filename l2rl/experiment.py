@@ -46,6 +46,7 @@ import torch
 from rich.console import Console
 
 import l2rl
+from l2rl import registry
 from l2rl.aggregate import aggregate_seeds
 from l2rl.builder import build_run, check_config
 from l2rl.config import ConfigError, RunConfig, dump_config, load_config
@@ -61,12 +62,14 @@ from l2rl.logging.files import (
 from l2rl.logging.recorder import (
     EPISODES_FILE,
     EVAL_SCALARS_FILE,
+    TASK_CHANGES_FILE,
     WINDOWS_FILE,
     DiskRecorder,
     Recorder,
 )
 from l2rl.manifest import environment_manifest
 from l2rl.metrics import HEADLINE_METRICS, IdleWindow, RunMetrics, summarize_run
+from l2rl.metrics_detection import detection_figures
 from l2rl.progress import ProgressDisplay
 from l2rl.runner import NonFiniteError
 from l2rl.scenario import Scenario
@@ -227,6 +230,7 @@ def _train_and_measure(
         _truncate_rows(run_dir / EVAL_SCALARS_FILE, "step", kept)
         _truncate_rows(run_dir / WINDOWS_FILE, "end_step", kept)
         _truncate_rows(run_dir / EPISODES_FILE, "global_step", kept)
+        _truncate_rows(run_dir / TASK_CHANGES_FILE, "global_step", kept)
     resumed_from = None if checkpoint is None else int(checkpoint["global_step"])
     if checkpoint is not None:
         _note_resume(run_dir, checkpoint)
@@ -331,7 +335,28 @@ def metrics_of_run(run_dir: Path) -> RunMetrics:
         end_window=config.metrics.end_window,
         untrained_task_heads=agent["untrained_task_heads"],
     )
-    return replace(metrics, windows_without_updates=windows_without_updates(run_dir))
+    detection = None
+    if _detects(config):
+        path = run_dir / TASK_CHANGES_FILE
+        changes = (
+            [(c["global_step"], c["task_id"]) for c in read_jsonl(path)] if path.is_file() else []
+        )
+        blocks = [(b["task_index"], b["steps"]) for b in description["schedule"]]
+        detection = detection_figures(blocks, changes)
+    return replace(
+        metrics, windows_without_updates=windows_without_updates(run_dir), detection=detection
+    )
+
+
+def _detects(config: RunConfig) -> bool:
+    """Whether the run infers its tasks: task-agnostic with a task-change detector (it may
+    have found no change, which the detection figures must say too)."""
+    if config.scenario.task_aware:
+        return False
+    roles = (
+        getattr(registry.load("l2rl.components", r.name), "role", "") for r in config.components
+    )
+    return "detector" in roles
 
 
 def windows_without_updates(run_dir: Path) -> tuple[IdleWindow, ...]:

@@ -607,6 +607,8 @@ class RunMetrics:
         windows_without_updates: training windows in which some learner never updated
             (its scores there are an untrained learner's); filled from the run's files by
             :func:`l2rl.experiment.metrics_of_run`.
+        detection: in a run whose detector inferred task changes, how well they match the
+            true boundaries (:func:`l2rl.metrics_detection.detection_figures`); else None.
     """
 
     schedule: tuple[int, ...]
@@ -620,6 +622,7 @@ class RunMetrics:
     cora_isolated_forgetting_matrix: FloatArray
     cora_zero_shot_transfer_matrix: FloatArray
     windows_without_updates: tuple[IdleWindow, ...] = ()
+    detection: Mapping[str, Any] | None = None
 
     def __getitem__(self, key: str) -> float:
         """The headline value ``key`` (NaN if undefined)."""
@@ -646,6 +649,10 @@ class RunMetrics:
                 for w in self.windows_without_updates
             ],
         )
+        if self.detection is not None:
+            data["detection"] = {
+                k: _json_scalar(v) if isinstance(v, float) else v for k, v in self.detection.items()
+            }
         return data
 
 

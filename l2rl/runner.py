@@ -12,7 +12,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from l2rl.types import (
     EvalRecord,
     Losses,
     Step,
+    TaskChange,
     TaskInfo,
     UpdateStats,
     WindowSummary,
@@ -152,6 +153,14 @@ class Runner:
         self._recent_returns: deque[float] = deque(maxlen=20)
         self._eval_envs: list[gym.Env[Any, Any]] = []
         self._updates_at_window_start: dict[str, int] = {}
+        # Task-agnostic runs with a task-change detector infer their tasks (see
+        # RunContext.request_task_change); the true boundaries stay hidden.
+        self._detecting = not self.scenario.task_aware and any(
+            c.role == "detector" for c in self.hooks.components
+        )
+        self.ctx.infers_tasks = self._detecting
+        self._inferred: TaskInfo | None = None
+        self._inferred_ids = 0
 
     # --- the loop ---------------------------------------------------------------------
     def run(
@@ -235,12 +244,16 @@ class Runner:
         )
 
     def start_window(self, info: TaskInfo) -> None:
-        """Open a training window: the agent and the components learn of the task."""
+        """Open a training window: the agent and the components learn of the task (or,
+        task-agnostic with a detector, of the first inferred task when the run starts)."""
         self._updates_at_window_start = dict(self.ctx.learner_updates)
         if self.scenario.task_aware:
             self.ctx.task = info
             self.agent.on_task_start(info)
             self.hooks.fire(Hook.TASK_START, self.ctx, info)
+        elif self._detecting and self._inferred is None:
+            self._inferred_ids = 1
+            self._open_inferred_task(0, block=0)
         if self.progress is not None:
             self.progress.start_block(info.block, len(self.scenario.schedule), info.name)
 
@@ -252,6 +265,8 @@ class Runner:
             self.hooks.fire(Hook.TASK_END, self.ctx, info)
             self.hooks.fire(Hook.CONSOLIDATE, self.ctx, info)
             self.ctx.task = None
+        elif self._inferred is not None and info.block == len(self.scenario.schedule) - 1:
+            self._close_inferred_task()  # the run ends: so does the inferred task
         updates = {
             name: count - self._updates_at_window_start.get(name, 0)
             for name, count in self.ctx.learner_updates.items()
@@ -259,6 +274,43 @@ class Runner:
         summary = WindowSummary(info.block, info.index, info.name, self.ctx.global_step, updates)
         self.recorder.window(summary)
         self._checkpoint(info.block)
+
+    # --- inferred tasks (task-agnostic runs with a detector) ----------------------------
+    def _open_inferred_task(self, index: int, block: int) -> None:
+        info = TaskInfo(
+            index=index,
+            name=f"inferred-{index}",
+            block=block,
+            num_tasks=self._inferred_ids,
+            start_step=self.ctx.global_step,
+            inferred=True,
+        )
+        self._inferred = self.ctx.task = info
+        self.agent.on_task_start(info)
+        self.hooks.fire(Hook.TASK_START, self.ctx, info)
+
+    def _close_inferred_task(self) -> None:
+        info = self._inferred
+        assert info is not None  # only called with an inferred task open
+        self.hooks.fire(Hook.TASK_END, self.ctx, info)
+        self.hooks.fire(Hook.CONSOLIDATE, self.ctx, info)
+        self.ctx.task = self._inferred = None
+
+    def _change_inferred_task(self, reason: str, task_id: int | None) -> None:
+        """Make the change a component asked for: close the inferred task, open the next."""
+        self.ctx.pending_task_change = None
+        current = self._inferred
+        if current is None:
+            raise RuntimeError(
+                f"a component asked for a task change ({reason!r}), but no inferred task is "
+                "open: only a run with a component of role 'detector' infers tasks"
+            )
+        self._close_inferred_task()
+        index = self._inferred_ids if task_id is None else task_id
+        new = index >= self._inferred_ids
+        self._inferred_ids = max(self._inferred_ids, index + 1)
+        self._open_inferred_task(index, block=current.block + 1)
+        self.recorder.task_change(TaskChange(self.ctx.global_step, reason, index, new))
 
     def _train_block(
         self, block: int, task_index: int, steps: int, resumed: WindowState | None
@@ -324,6 +376,8 @@ class Runner:
                     for learner in self.learners:
                         for batch in learner.batches(ctx.global_step):
                             self._update(learner, batch)
+                    if ctx.pending_task_change is not None:
+                        self._change_inferred_task(*ctx.pending_task_change)
                     episode_returns[i] += float(reward)
                     first[i] = terminated or truncated
                     if first[i]:
@@ -544,17 +598,26 @@ class Runner:
             agent=self.agent,
             components=self.hooks.components,
             window=window,
+            runner={
+                "inferred": None if self._inferred is None else asdict(self._inferred),
+                "inferred_ids": self._inferred_ids,
+            },
         )
 
     def _restore(self, checkpoint: Mapping[str, Any]) -> tuple[int, WindowState | None]:
         """Load a checkpoint; returns its window and, if written inside it, its state."""
-        block, self._episodes, window = restore_checkpoint(
+        block, self._episodes, window, runner = restore_checkpoint(
             checkpoint,
             schedule=self._schedule(),
             ctx=self.ctx,
             agent=self.agent,
             components=self.hooks.components,
         )
+        inferred = runner.get("inferred")
+        self._inferred = None if inferred is None else TaskInfo(**inferred)
+        self._inferred_ids = int(runner.get("inferred_ids", 0))
+        if self._inferred is not None:
+            self.ctx.task = self._inferred
         return block, window
 
     def _reopen_window(self, info: TaskInfo, state: WindowState) -> None:

@@ -88,19 +88,27 @@ class TaskBlock:
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """What a component or agent is told about a task (task-aware runs only).
+    """What a component or agent is told about a task: a true one in task-aware runs, an
+    inferred one (``inferred``) in task-agnostic runs with a task-change detector.
 
     ``index`` and ``name`` say which task; ``block``, ``start_step`` and ``steps`` say
     when: the training window in progress (in evaluation hooks too, where the task named
-    is the one being evaluated; ``block`` is -1 before any training).
+    is the one being evaluated; ``block`` is -1 before any training). An inferred task
+    reveals nothing of the true schedule: its ``index`` is the detector's id (or a new
+    one), ``name`` is ``inferred-<index>``, ``block`` counts inferred windows, ``num_tasks``
+    the ids handed out so far, ``start_step`` is the step of the change, ``steps`` is 0.
 
     Attributes:
-        index: position of the task in ``scenario.tasks`` (stable across cycles).
+        index: position of the task in ``scenario.tasks`` (stable across cycles), or the
+            inferred task's id.
         name: the task's name.
-        block: position of the training window in progress in the schedule.
-        num_tasks: number of distinct tasks in the scenario.
+        block: position of the training window in progress in the schedule (or among
+            the inferred windows).
+        num_tasks: number of distinct tasks in the scenario (or inferred so far).
         start_step: global env step at which that window began.
-        steps: length of that window in env steps (0 before any training).
+        steps: length of that window in env steps (0 before any training, and when
+            inferred: not known in advance).
+        inferred: whether a detector inferred this task (true boundaries stay hidden).
     """
 
     index: int
@@ -109,6 +117,7 @@ class TaskInfo:
     num_tasks: int
     start_step: int = 0
     steps: int = 0
+    inferred: bool = False
 
 
 @dataclass(frozen=True)
@@ -306,3 +315,21 @@ class EpisodeRecord:
     task: str
     global_step: int
     episode_return: float
+
+
+@dataclass(frozen=True)
+class TaskChange:
+    """A task change a component asked for (:meth:`l2rl.core.RunContext.request_task_change`)
+    and the runner made, in a task-agnostic run (``task_changes.jsonl``).
+
+    Attributes:
+        global_step: the env step after which the inferred window changed.
+        reason: what the component gave (e.g. ``"page-hinkley: return dropped"``).
+        task_id: the inferred task opened.
+        new: whether ``task_id`` was handed out new (else a return to an earlier one).
+    """
+
+    global_step: int
+    reason: str
+    task_id: int
+    new: bool

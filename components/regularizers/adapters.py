@@ -44,13 +44,14 @@ def require_policy_agent(agent: Agent, who: str) -> PolicyAgent:
 def warn_without_boundaries(ctx: RunContext, who: str) -> None:
     """Warn that a method which consolidates at task ends will do nothing in this run.
 
-    Task-agnostic runs fire no ``on_task_end``, so nothing is ever consolidated; a silent
-    no-op would look like a method that does not help.
+    Task-agnostic runs without a task-change detector fire no ``on_task_end``, so nothing
+    is ever consolidated; a silent no-op would look like a method that does not help.
     """
-    if not ctx.env_spec.task_aware:
+    if not ctx.env_spec.task_aware and not ctx.infers_tasks:
         warnings.warn(
-            f"{who} consolidates at task ends, which a task-agnostic run does not signal: "
-            "it will leave training unchanged",
+            f"{who} consolidates at task ends, which a task-agnostic run without a "
+            "task-change detector (role detector) does not signal: it will leave training "
+            "unchanged",
             UserWarning,
             stacklevel=2,
         )

@@ -7,13 +7,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 from l2rl.logging.files import JsonlWriter, record_to_row
-from l2rl.types import EpisodeRecord, EvalRecord, WindowSummary
+from l2rl.types import EpisodeRecord, EvalRecord, TaskChange, WindowSummary
 
 EVAL_SCALARS_FILE = "eval_scalars.jsonl"
 """Evaluation-time diagnostics of a run directory: every scalar tagged ``eval/...``."""
 
 EPISODES_FILE = "episodes.jsonl"
 """One row per finished training episode: window, task, step, return."""
+
+TASK_CHANGES_FILE = "task_changes.jsonl"
+"""One row per inferred task change a detector asked for (task-agnostic runs)."""
 
 WINDOWS_FILE = "windows.jsonl"
 """One row per closed training window: its optimiser steps per learner."""
@@ -40,6 +43,9 @@ class Recorder:
 
     def episode(self, record: EpisodeRecord) -> None:
         """Record a training episode that ended."""
+
+    def task_change(self, change: TaskChange) -> None:
+        """Record an inferred task change."""
 
     def close(self) -> None:
         """Flush and release files."""
@@ -74,6 +80,7 @@ class DiskRecorder(Recorder):
         self._evals = JsonlWriter(run_dir / "evals.jsonl")
         self._windows = JsonlWriter(run_dir / WINDOWS_FILE)
         self._episodes = JsonlWriter(run_dir / EPISODES_FILE)
+        self._task_changes: JsonlWriter | None = None
         self._eval_scalars: JsonlWriter | None = None
         purge = None if resumed_from is None else resumed_from + 1
         self._tb = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge)
@@ -106,11 +113,19 @@ class DiskRecorder(Recorder):
         """Append the episode to ``episodes.jsonl``."""
         self._episodes.write(asdict(record))
 
+    def task_change(self, change: TaskChange) -> None:
+        """Append the change to ``task_changes.jsonl`` (created with its first row)."""
+        if self._task_changes is None:
+            self._task_changes = JsonlWriter(self._run_dir / TASK_CHANGES_FILE)
+        self._task_changes.write(asdict(change))
+
     def close(self) -> None:
         """Close the JSONL files and the TensorBoard writer."""
         self._evals.close()
         self._windows.close()
         self._episodes.close()
+        if self._task_changes is not None:
+            self._task_changes.close()
         if self._eval_scalars is not None:
             self._eval_scalars.close()
         self._tb.close()

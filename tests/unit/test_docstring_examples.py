@@ -10,11 +10,13 @@ import pytest
 MODULES = (
     "l2rl.aggregate",
     "l2rl.dreamer_math",
+    "l2rl.components.detectors.changepoint",
     "l2rl.components.world_models.conv",
     "l2rl.components.world_models.plan2explore",
     "l2rl.core",
     "l2rl.dirlock",
     "l2rl.manifest",
+    "l2rl.metrics_detection",
     "l2rl.testing.conformance",
     "l2rl.testing.scenario_check",
 )
