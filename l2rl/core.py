@@ -46,7 +46,7 @@ to the learner named by its ``learner`` attribute (default the agent).
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -270,6 +270,7 @@ class RunContext:
             task_id)``, until the runner makes it; else ``None``.
         infers_tasks: a task-agnostic run with a task-change detector: task hooks fire at
             inferred changes (set by the runner).
+        sleeping: during the updates of a sleep phase (:meth:`Component.sleep_batches`).
     """
 
     def __init__(
@@ -291,6 +292,7 @@ class RunContext:
         self.learner: str | None = None
         self.pending_task_change: tuple[str, int | None] | None = None
         self.infers_tasks = False
+        self.sleeping = False
 
     def request_task_change(self, reason: str, task_id: int | None = None) -> None:
         """Ask the runner to close the current inferred task and open another after the
@@ -524,10 +526,24 @@ class Component:
         """A training window ended (task-aware runs only)."""
 
     def on_consolidate(self, ctx: RunContext, task: TaskInfo) -> None:
-        """Optional sleep phase after a window (distillation, generative replay)."""
+        """Consolidate after a task closed, without updates (EWC's Fisher, PackNet's
+        pruning); consolidation by updates is the sleep phase (:meth:`sleep_batches`)."""
 
     def on_run_end(self, ctx: RunContext) -> None:
         """The run finished."""
+
+    def sleep_batches(self, ctx: RunContext, task: TaskInfo) -> Iterable[Any]:
+        """The sleep phase after ``task`` closed (a true task's window end, or an inferred
+        task's change): batches on which to consolidate this component's learner
+        (``learner``), one optimiser step each, with :meth:`sleep_losses` as the only loss
+        terms; none by default. The runner runs them with the usual update hooks
+        (``ctx.sleeping`` set), NaN/inf guard, logging (``sleep/...``) and records each
+        sleep in ``sleeps.jsonl``; they happen before the window's checkpoint."""
+        return ()
+
+    def sleep_losses(self, ctx: RunContext, batch: Any) -> Losses:
+        """The loss terms (keys ``loss_*``) of one of this component's sleep batches."""
+        return {}
 
     # --- services, learners, loss terms and state ------------------------------------
     def wire(self, services: AgentServices) -> None:

@@ -16,6 +16,8 @@ Layout::
             windows.jsonl           each closed window's optimiser steps per learner
             episodes.jsonl          each finished training episode: window, task, step, return
             resumes.jsonl           each resume: from which step, bitwise comparable or not
+            task_changes.jsonl      inferred task changes a detector asked for, if any
+            sleeps.jsonl            sleep phases (consolidation updates), if any
             reference_evals.jsonl   single-task reference records (forward transfer)
             metrics.json            this seed's metrics
             failed.json             only if the run stopped on a NaN/inf (learner, loss, step)
@@ -59,9 +61,11 @@ from l2rl.logging.files import (
     record_to_row,
     remove_leftover_temporaries,
 )
+from l2rl.logging.l2logger import export_run
 from l2rl.logging.recorder import (
     EPISODES_FILE,
     EVAL_SCALARS_FILE,
+    SLEEPS_FILE,
     TASK_CHANGES_FILE,
     WINDOWS_FILE,
     DiskRecorder,
@@ -231,6 +235,7 @@ def _train_and_measure(
         _truncate_rows(run_dir / WINDOWS_FILE, "end_step", kept)
         _truncate_rows(run_dir / EPISODES_FILE, "global_step", kept)
         _truncate_rows(run_dir / TASK_CHANGES_FILE, "global_step", kept)
+        _truncate_rows(run_dir / SLEEPS_FILE, "global_step", kept)
     resumed_from = None if checkpoint is None else int(checkpoint["global_step"])
     if checkpoint is not None:
         _note_resume(run_dir, checkpoint)
@@ -267,6 +272,7 @@ def _train_and_measure(
         atomic_write_text(run_dir / "reference_evals.jsonl", "".join(rows))
     metrics = metrics_of_run(run_dir)
     atomic_write_json(run_dir / "metrics.json", metrics.to_dict())
+    export_run(run_dir)  # the l2logger-format logs, for l2metrics
     warn = Console(stderr=True)
     for window in metrics.windows_without_updates:
         warn.print(f"warning: seed {seed}: {window.describe()}", markup=False, soft_wrap=True)

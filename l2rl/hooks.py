@@ -63,6 +63,7 @@ ROLE_ORDER: tuple[str, ...] = (
     "exploration",
     "hypernetwork",
     "skill_manager",
+    "consolidator",
     "regularizer",
     "custom",
 )

@@ -34,6 +34,7 @@ from l2rl.types import (
     EpisodeRecord,
     EvalRecord,
     Losses,
+    SleepRecord,
     Step,
     TaskChange,
     TaskInfo,
@@ -159,6 +160,9 @@ class Runner:
             c.role == "detector" for c in self.hooks.components
         )
         self.ctx.infers_tasks = self._detecting
+        self._sleepers = [
+            c for c in self.hooks.components if type(c).sleep_batches is not Component.sleep_batches
+        ]
         self._inferred: TaskInfo | None = None
         self._inferred_ids = 0
 
@@ -264,6 +268,7 @@ class Runner:
         if self.scenario.task_aware:
             self.hooks.fire(Hook.TASK_END, self.ctx, info)
             self.hooks.fire(Hook.CONSOLIDATE, self.ctx, info)
+            self._sleep(info)
             self.ctx.task = None
         elif self._inferred is not None and info.block == len(self.scenario.schedule) - 1:
             self._close_inferred_task()  # the run ends: so does the inferred task
@@ -294,6 +299,7 @@ class Runner:
         assert info is not None  # only called with an inferred task open
         self.hooks.fire(Hook.TASK_END, self.ctx, info)
         self.hooks.fire(Hook.CONSOLIDATE, self.ctx, info)
+        self._sleep(info)
         self.ctx.task = self._inferred = None
 
     def _change_inferred_task(self, reason: str, task_id: int | None) -> None:
@@ -426,11 +432,16 @@ class Runner:
         progress.update(self.ctx.global_step, recent, block_steps / max(elapsed, 1e-9))
 
     # --- one optimiser step of one learner --------------------------------------------
-    def _update(self, learner: Learner, batch: Any) -> None:
+    def _update(self, learner: Learner, batch: Any, sleeper: Component | None = None) -> None:
+        """One optimiser step of ``learner`` on ``batch``: its losses and its components'
+        (or, in a sleep phase, only the ``sleeper``'s sleep losses)."""
         ctx, hooks, name = self.ctx, self.hooks, learner.learner_name
         ctx.learner = name
         hooks.fire(Hook.BEFORE_UPDATE, ctx, learner=name)
-        losses = self._collect_losses(learner, batch)
+        if sleeper is None:
+            losses = self._collect_losses(learner, batch)
+        else:
+            losses = self._sleep_losses(sleeper, batch)
         if not losses:
             raise LossKeyError(f"learner {name!r} and its components gave no loss terms")
         total = torch.stack([v.reshape(()) for v in losses.values()]).sum()
@@ -450,6 +461,8 @@ class Runner:
             values = {k: float(v.detach()) for k, v in losses.items()}
             if log_now:
                 prefix = "train" if name == AGENT_LEARNER else f"train/{name}"
+                if sleeper is not None:
+                    prefix = f"sleep/{name}"
                 for key, value in values.items():
                     self.recorder.scalar(f"{prefix}/{key}", value, ctx.global_step)
             stats = UpdateStats(losses=values, update_index=count, learner=name)
@@ -510,6 +523,44 @@ class Runner:
                     bad,
                 )
         # Every element is finite: only the float32 sum of squares overflowed.
+
+    def _sleep_losses(self, sleeper: Component, batch: Any) -> Losses:
+        try:
+            losses = dict(sleeper.sleep_losses(self.ctx, batch))
+        except Exception as exc:
+            raise ComponentError(sleeper.name, "sleep_losses", exc) from exc
+        bad = [k for k in losses if not k.startswith("loss_")]
+        if bad:
+            raise LossKeyError(f"loss keys must start with 'loss_': {bad} (from {sleeper.name!r})")
+        return losses
+
+    def _sleep(self, task: TaskInfo) -> None:
+        """The sleep phase after ``task`` closed: every consolidator's batches, in order."""
+        ctx = self.ctx
+        for component in self._sleepers:
+            (learner,) = [x for x in self.learners if x.learner_name == component.learner]
+            updates = 0
+            ctx.sleeping = True
+            try:
+                try:
+                    batches = iter(component.sleep_batches(ctx, task))
+                except Exception as exc:
+                    raise ComponentError(component.name, "sleep_batches", exc) from exc
+                for batch in batches:
+                    self._update(learner, batch, sleeper=component)
+                    updates += 1
+            finally:
+                ctx.sleeping = False
+            record = SleepRecord(
+                block=task.block,
+                task=task.name,
+                global_step=ctx.global_step,
+                consolidator=component.name,
+                learner=learner.learner_name,
+                updates=updates,
+                inferred=task.inferred,
+            )
+            self.recorder.sleep(record)
 
     def _collect_losses(self, learner: Learner, batch: Any) -> Losses:
         losses = dict(learner.losses(batch))

@@ -333,3 +333,26 @@ class TaskChange:
     reason: str
     task_id: int
     new: bool
+
+
+@dataclass(frozen=True)
+class SleepRecord:
+    """A sleep phase that ran (``sleeps.jsonl``).
+
+    Attributes:
+        block: the window it followed (or the inferred window, with ``inferred``).
+        task: the name of the task that closed (true or inferred).
+        global_step: the env step it ran at (no env steps pass during it).
+        consolidator: the component that offered its batches.
+        learner: the learner it updated.
+        updates: optimiser steps it made.
+        inferred: whether it followed an inferred task change.
+    """
+
+    block: int
+    task: str
+    global_step: int
+    consolidator: str
+    learner: str
+    updates: int
+    inferred: bool

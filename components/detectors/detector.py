@@ -102,8 +102,9 @@ class ChangeDetector(Component):
             self.returns[step.env_index] = total
 
     def after_update(self, ctx: RunContext, stats: UpdateStats) -> None:
-        """Feed the learner's loss of this optimiser step."""
-        if self.config.statistic != "loss":
+        """Feed the learner's loss of this optimiser step (not of a sleep phase's: those
+        are another objective)."""
+        if self.config.statistic != "loss" or ctx.sleeping:
             return
         key = self.config.loss_key
         if key is None:

@@ -93,7 +93,7 @@ class TaskEndRegularizer(Component):
 
     def on_run_start(self, ctx: RunContext) -> None:
         """Warn if the run gives no task boundaries."""
-        warn_without_boundaries(ctx, f"regularizer {self.name!r}")
+        warn_without_boundaries(ctx, f"{self.role} {self.name!r}")
 
 
 class PenaltyRegularizer(TaskEndRegularizer):

@@ -156,7 +156,7 @@ class BehaviorCloning(WindowSampling):
 
     def on_run_start(self, ctx: RunContext) -> None:
         """Check the agent, seed sample and memory, warn without task boundaries."""
-        require_policy_agent(ctx.agent, f"regularizer {self.name!r}")
+        require_policy_agent(ctx.agent, f"{self.role} {self.name!r}")
         super().on_run_start(ctx)
         self.memory.reseed(stream_seed(ctx, _MEMORY_STREAM))
 
@@ -164,7 +164,7 @@ class BehaviorCloning(WindowSampling):
         """Record the final policy and value on the window's sample as the task's memory."""
         if len(self.window) == 0:
             return
-        agent = require_policy_agent(ctx.agent, f"regularizer {self.name!r}")
+        agent = require_policy_agent(ctx.agent, f"{self.role} {self.name!r}")
         rows = self.window.rows()
         recorded: list[dict[str, torch.Tensor]] = []
         # no_grad, not inference_mode: the stored outputs later enter differentiable KLs.
@@ -186,7 +186,7 @@ class BehaviorCloning(WindowSampling):
         """The cloning terms on a memory batch, once a task was recorded."""
         if len(self.memory) == 0:
             return {}
-        agent = require_policy_agent(ctx.agent, f"regularizer {self.name!r}")
+        agent = require_policy_agent(ctx.agent, f"{self.role} {self.name!r}")
         rows = self.memory.sample(self.config.batch_size)
         old_policy = {k[len("policy.") :]: v for k, v in rows.items() if k.startswith("policy.")}
         kl, value = clone_losses(

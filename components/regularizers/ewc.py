@@ -236,14 +236,14 @@ class FisherRegularizer(WindowSampling, PenaltyRegularizer):
 
     def on_run_start(self, ctx: RunContext) -> None:
         """Check the agent, seed the sample, warn if the run has no task boundaries."""
-        require_policy_agent(ctx.agent, f"regularizer {self.name!r}")
+        require_policy_agent(ctx.agent, f"{self.role} {self.name!r}")
         super().on_run_start(ctx)
 
     def on_task_end(self, ctx: RunContext, task: TaskInfo) -> None:
         """Estimate this task's Fisher on the window's sample and consolidate."""
         if len(self.window) == 0:
             return
-        agent = require_policy_agent(ctx.agent, f"regularizer {self.name!r}")
+        agent = require_policy_agent(ctx.agent, f"{self.role} {self.name!r}")
         rows = self.window.rows()
         network = ctx.agent.networks()
         with torch.random.fork_rng(devices=[]):

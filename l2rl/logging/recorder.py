@@ -7,13 +7,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 from l2rl.logging.files import JsonlWriter, record_to_row
-from l2rl.types import EpisodeRecord, EvalRecord, TaskChange, WindowSummary
+from l2rl.types import EpisodeRecord, EvalRecord, SleepRecord, TaskChange, WindowSummary
 
 EVAL_SCALARS_FILE = "eval_scalars.jsonl"
 """Evaluation-time diagnostics of a run directory: every scalar tagged ``eval/...``."""
 
 EPISODES_FILE = "episodes.jsonl"
 """One row per finished training episode: window, task, step, return."""
+
+SLEEPS_FILE = "sleeps.jsonl"
+"""One row per sleep phase: after which task, which consolidator and learner, how many updates."""
 
 TASK_CHANGES_FILE = "task_changes.jsonl"
 """One row per inferred task change a detector asked for (task-agnostic runs)."""
@@ -46,6 +49,9 @@ class Recorder:
 
     def task_change(self, change: TaskChange) -> None:
         """Record an inferred task change."""
+
+    def sleep(self, record: SleepRecord) -> None:
+        """Record a sleep phase that ran."""
 
     def close(self) -> None:
         """Flush and release files."""
@@ -81,6 +87,7 @@ class DiskRecorder(Recorder):
         self._windows = JsonlWriter(run_dir / WINDOWS_FILE)
         self._episodes = JsonlWriter(run_dir / EPISODES_FILE)
         self._task_changes: JsonlWriter | None = None
+        self._sleeps: JsonlWriter | None = None
         self._eval_scalars: JsonlWriter | None = None
         purge = None if resumed_from is None else resumed_from + 1
         self._tb = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge)
@@ -119,13 +126,20 @@ class DiskRecorder(Recorder):
             self._task_changes = JsonlWriter(self._run_dir / TASK_CHANGES_FILE)
         self._task_changes.write(asdict(change))
 
+    def sleep(self, record: SleepRecord) -> None:
+        """Append the sleep phase to ``sleeps.jsonl`` (created with its first row)."""
+        if self._sleeps is None:
+            self._sleeps = JsonlWriter(self._run_dir / SLEEPS_FILE)
+        self._sleeps.write(asdict(record))
+
     def close(self) -> None:
         """Close the JSONL files and the TensorBoard writer."""
         self._evals.close()
         self._windows.close()
         self._episodes.close()
-        if self._task_changes is not None:
-            self._task_changes.close()
+        for writer in (self._task_changes, self._sleeps):
+            if writer is not None:
+                writer.close()
         if self._eval_scalars is not None:
             self._eval_scalars.close()
         self._tb.close()
