@@ -13,7 +13,9 @@ from rich.table import Table
 from l2rl.aggregate import CW_INTERVAL, IQM_INTERVAL, aggregate_seeds
 from l2rl.experiment import FAILED_FILE, metrics_of_run
 from l2rl.logging.files import read_records
+from l2rl.logging.l2logger import l2m_of_run
 from l2rl.metrics import HEADLINE_METRICS, RunMetrics
+from l2rl.metrics_l2m import L2M_METRICS, L2MMetrics
 
 
 def _fmt(value: float | int | None) -> str:
@@ -31,6 +33,29 @@ def run_table(metrics: RunMetrics, title: str) -> Table:
     for key in HEADLINE_METRICS:
         note = metrics.not_applicable.get(key, "")
         table.add_row(key, _fmt(metrics[key]), f"n/a: {note}" if note else "")
+    return table
+
+
+L2M_CAPTION = (
+    "l2metrics 3.1.0's definitions, preprocessing off; performance = episode return; "
+    "lifetime = mean over tasks"
+)
+
+
+def l2m_table(metrics: L2MMetrics, title: str) -> Table:
+    """The L2M lifetime metrics of one run (:mod:`l2rl.metrics_l2m`); a metric that does
+    not apply says why, one without a value in this run says so."""
+    table = Table(title=title, caption=L2M_CAPTION)
+    table.add_column("L2M metric")
+    table.add_column("value", justify="right")
+    table.add_column("note")
+    for key in L2M_METRICS:
+        note = metrics.not_applicable.get(key, "")
+        if note:
+            note = f"n/a: {note}"
+        elif not np.isfinite(metrics.lifetime[key]):
+            note = "undefined in this run: no task meets its conditions (l2rl.metrics_l2m)"
+        table.add_row(key, _fmt(metrics.lifetime[key]), note)
     return table
 
 
@@ -128,6 +153,7 @@ def print_metrics(path: Path, console: Console | None = None) -> None:
         else:
             per_seed.append(metrics.to_dict())
         console.print(run_table(metrics, title + (" (unfinished)" if status else "")))
+        console.print(l2m_table(l2m_of_run(run_dir), f"{title}: L2M"))
         console.print(task_table(metrics, names))
         console.print(matrix_table(metrics, names))
     if len(runs) > 1 and per_seed:
