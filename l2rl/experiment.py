@@ -19,6 +19,8 @@ Layout::
             task_changes.jsonl      inferred task changes a detector asked for, if any
             sleeps.jsonl            sleep phases (consolidation updates), if any
             reference_evals.jsonl   single-task reference records (forward transfer)
+            reference_episodes.jsonl  their training episodes (the STE logs), if kept
+            l2logger/, l2logger_ste/  the run and its references in l2logger's format
             metrics.json            this seed's metrics
             failed.json             only if the run stopped on a NaN/inf (learner, loss, step)
             checkpoint.pt           the run's whole state at the last window's end (or
@@ -40,7 +42,7 @@ import shutil
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +63,7 @@ from l2rl.logging.files import (
     record_to_row,
     remove_leftover_temporaries,
 )
-from l2rl.logging.l2logger import export_run
+from l2rl.logging.l2logger import REFERENCE_EPISODES_FILE, export_run
 from l2rl.logging.recorder import (
     EPISODES_FILE,
     EVAL_SCALARS_FILE,
@@ -69,6 +71,7 @@ from l2rl.logging.recorder import (
     TASK_CHANGES_FILE,
     WINDOWS_FILE,
     DiskRecorder,
+    EpisodeCollector,
     Recorder,
 )
 from l2rl.manifest import environment_manifest
@@ -162,11 +165,29 @@ def reference_for_task(
     single = scenario.single_task(task_index)
     built = build_run(reference_config(config), seed, scenario=single)
     seed_torch_stream(seed)
+    collector = EpisodeCollector()
     with ProgressDisplay(single.total_steps, f"reference {single.tasks[0].name}", progress) as bar:
-        run = built.runner(progress=bar).run()
-    # Written whole and renamed, so an interrupted reference run is never taken as done.
+        run = built.runner(progress=bar, recorder=collector).run()
+    # Its training episodes first (the STE log of l2metrics needs them), then the records,
+    # written whole and renamed: the records mark the reference done, so an interrupted
+    # reference run is never taken as done.
+    episodes = "".join(json.dumps(asdict(e)) + "\n" for e in collector.episodes)
+    atomic_write_text(done.parent / EPISODES_FILE, episodes)
     atomic_write_text(done, "".join(json.dumps(record_to_row(r)) + "\n" for r in run.records))
     return run.records
+
+
+def reference_episode_rows(
+    config: RunConfig, scenario: Scenario, seed: int
+) -> list[dict[str, Any]]:
+    """The reference runs' training episodes, each row with ``reference_for`` (its task);
+    none for a reference cached before they were kept."""
+    rows = []
+    for index in range(len(scenario.tasks)):
+        path = reference_path(config, scenario, index, seed).parent / EPISODES_FILE
+        if path.is_file():
+            rows += [{"reference_for": index, **row} for row in read_jsonl(path)]
+    return rows
 
 
 def reference_records(
@@ -270,6 +291,10 @@ def _train_and_measure(
             for record in records
         ]
         atomic_write_text(run_dir / "reference_evals.jsonl", "".join(rows))
+        episodes = reference_episode_rows(config, scenario, seed)
+        if episodes:
+            text = "".join(json.dumps(row) + "\n" for row in episodes)
+            atomic_write_text(run_dir / REFERENCE_EPISODES_FILE, text)
     metrics = metrics_of_run(run_dir)
     atomic_write_json(run_dir / "metrics.json", metrics.to_dict())
     export_run(run_dir)  # the l2logger-format logs, for l2metrics

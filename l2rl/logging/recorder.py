@@ -57,6 +57,18 @@ class Recorder:
         """Flush and release files."""
 
 
+class EpisodeCollector(Recorder):
+    """Keeps the training episodes in memory (a reference run's, for its STE log);
+    discards everything else."""
+
+    def __init__(self) -> None:
+        self.episodes: list[EpisodeRecord] = []
+
+    def episode(self, record: EpisodeRecord) -> None:
+        """Keep the episode."""
+        self.episodes.append(record)
+
+
 class DiskRecorder(Recorder):
     """Writes ``evals.jsonl`` (flushed per record), ``eval_scalars.jsonl`` and TensorBoard
     events under ``run_dir``.

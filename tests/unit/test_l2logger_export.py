@@ -197,3 +197,30 @@ def test_export_is_deterministic_and_replaces_earlier_logs(run_dir: Path) -> Non
     again = {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
     assert again == first
     assert not (directory / "worker-default" / "99-test").exists()
+
+
+def test_a_run_with_references_keeps_their_episodes_and_writes_expert_logs(
+    tmp_path: Path,
+) -> None:
+    from l2rl.config import parse_config
+    from l2rl.experiment import run_experiment
+
+    config = {
+        "name": "ste",
+        "scenario": {
+            "name": "cartpole-variants",
+            "options": {"variants": ["base", "swap-actions"], "max_episode_steps": 30},
+            "steps_per_task": 200,
+        },
+        "agent": {"name": "dqn", "options": {"learning_starts": 32, "batch_size": 16}},
+        "replay": {"name": "fifo", "options": {"capacity": 500}},
+        "evaluation": {"every": 100, "episodes": 1},
+        "output_dir": str(tmp_path / "runs"),
+        "progress": False,
+    }
+    seed = run_experiment(parse_config(config)).directory / "seed_0"
+    rows = [json.loads(line) for line in (seed / "reference_episodes.jsonl").open()]
+    assert {row["reference_for"] for row in rows} == {0, 1}
+    assert all(row["block"] == 0 and row["episode_return"] > 0 for row in rows)
+    assert sorted(p.name for p in (seed / "l2logger_ste").iterdir()) == ["base", "swap-actions"]
+    assert not l2m_of_run(seed).not_applicable.get("ste_rel_perf")
