@@ -27,8 +27,7 @@ from pydantic import Field, PositiveInt
 from l2rl.core import RunContext
 from l2rl.types import Losses, TaskInfo
 
-from ..regularizers.adapters import require_policy_agent
-from ..regularizers.behavior_cloning import BehaviorCloning, clone_losses
+from ..regularizers.behavior_cloning import BehaviorCloning
 
 
 class PolicyDistillation(BehaviorCloning):
@@ -65,14 +64,5 @@ class PolicyDistillation(BehaviorCloning):
 
     def sleep_losses(self, ctx: RunContext, batch: Any) -> Losses:
         """The cloning terms on one memory batch."""
-        agent = require_policy_agent(ctx.agent, f"{self.role} {self.name!r}")
-        old = {k[len("policy.") :]: v for k, v in batch.items() if k.startswith("policy.")}
-        kl, value = clone_losses(
-            agent.policy_distribution(batch["obs"], batch["task_ids"]),
-            agent.state_value(batch["obs"], batch["task_ids"]),
-            old,
-            batch["value"],
-            self.config.kl_weight,
-            self.config.value_weight,
-        )
+        kl, value = self.clone_terms(ctx, batch)
         return {"loss_distill_kl": kl, "loss_distill_value": value}

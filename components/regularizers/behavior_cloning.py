@@ -186,10 +186,16 @@ class BehaviorCloning(WindowSampling):
         """The cloning terms on a memory batch, once a task was recorded."""
         if len(self.memory) == 0:
             return {}
+        kl, value = self.clone_terms(ctx, self.memory.sample(self.config.batch_size))
+        return {"loss_bc_kl": kl, "loss_bc_value": value}
+
+    def clone_terms(
+        self, ctx: RunContext, rows: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weighted KL and value terms (:func:`clone_losses`) on memory ``rows``."""
         agent = require_policy_agent(ctx.agent, f"{self.role} {self.name!r}")
-        rows = self.memory.sample(self.config.batch_size)
         old_policy = {k[len("policy.") :]: v for k, v in rows.items() if k.startswith("policy.")}
-        kl, value = clone_losses(
+        return clone_losses(
             agent.policy_distribution(rows["obs"], rows["task_ids"]),
             agent.state_value(rows["obs"], rows["task_ids"]),
             old_policy,
@@ -197,7 +203,6 @@ class BehaviorCloning(WindowSampling):
             self.config.kl_weight,
             self.config.value_weight,
         )
-        return {"loss_bc_kl": kl, "loss_bc_value": value}
 
     def state_dict(self) -> dict[str, Any]:
         """The window's sample and the recorded memory."""

@@ -13,26 +13,12 @@ import yaml
 from l2rl.cli import main
 from l2rl.components.replay.component import ChunkReplay
 from l2rl.runner import Runner
-
-TINY: dict[str, Any] = {
-    "name": "tiny",
-    "seeds": [0],
-    "scenario": {
-        "name": "cartpole-variants",
-        "options": {"variants": ["base", "swap-actions"], "max_episode_steps": 30},
-        "steps_per_task": 200,
-    },
-    "agent": {"name": "dqn", "options": {"learning_starts": 32, "batch_size": 16}},
-    "replay": {"name": "fifo", "options": {"capacity": 500}},
-    "evaluation": {"every": 100, "episodes": 1},
-    "metrics": {"reference_runs": False},
-    "progress": False,
-}
+from l2rl.testing.runs import tiny_run_config
 
 
-def write_config(tmp_path: Path, **changes: Any) -> Path:
+def write_config(tmp_path: Path, output: Path | None = None) -> Path:
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump({**TINY, "output_dir": str(tmp_path / "runs"), **changes}))
+    path.write_text(yaml.safe_dump(tiny_run_config(output or tmp_path / "runs")))
     return path
 
 
@@ -54,7 +40,7 @@ def test_an_unwritable_output_dir_fails_before_anything_is_built(
         raise AssertionError("the config was built although output_dir is unusable")
 
     monkeypatch.setattr("l2rl.experiment.check_config", never)
-    config = write_config(tmp_path, output_dir=str(blocker / "runs"))
+    config = write_config(tmp_path, blocker / "runs")
     assert main(["run", str(config)]) == 2
     line = one_line_error(capsys)
     assert "output_dir" in line and str(blocker / "runs") in line

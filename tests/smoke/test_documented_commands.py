@@ -16,22 +16,9 @@ import pytest
 import yaml
 
 from l2rl.cli import main
+from l2rl.testing.runs import tiny_run_config
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {
-    "name": "documented",
-    "seeds": [0, 1],
-    "scenario": {
-        "name": "cartpole-variants",
-        "options": {"variants": ["base", "swap-actions"], "max_episode_steps": 30},
-        "steps_per_task": 200,
-    },
-    "agent": {"name": "dqn", "options": {"learning_starts": 32, "batch_size": 16}},
-    "replay": {"name": "fifo", "options": {"capacity": 500}},
-    "evaluation": {"every": 100, "episodes": 1},
-    "metrics": {"reference_runs": False},
-    "progress": False,
-}
 
 
 def readme_commands() -> list[str]:
@@ -61,7 +48,8 @@ def test_the_readme_shows_each_command_once() -> None:
 def test_every_readme_command_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump({**TINY, "output_dir": str(tmp_path / "unused")}))
+    tiny = tiny_run_config(tmp_path / "unused", name="documented", seeds=[0, 1])
+    config.write_text(yaml.safe_dump(tiny))
     runs = tmp_path / "runs"
     lines = sorted(readme_commands(), key=lambda line: not line.startswith("l2rl run "))
     experiment: Path | None = None

@@ -20,6 +20,7 @@ from l2rl.metrics_detection import detection_figures, true_changes
 from l2rl.runner import Runner
 from l2rl.testing import check_component
 from l2rl.testing.fakes import FakeAgent, fake_scenario
+from l2rl.testing.runs import Interrupted, interrupted_at, tiny_run_config
 from l2rl.types import Step, TaskInfo
 
 
@@ -140,25 +141,17 @@ def test_the_builtin_detectors_pass_the_conformance_kit() -> None:
 
 
 def tiny(tmp_path: Path, detector: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": "detected",
-        "seeds": [0],
-        "scenario": {
-            "name": "cartpole-variants",
-            "options": {"variants": ["base", "swap-actions"], "max_episode_steps": 30},
-            "steps_per_task": 400,
-            "task_aware": False,
-        },
-        "agent": {"name": "dqn", "options": {"learning_starts": 32, "batch_size": 16}},
-        "replay": {"name": "fifo", "options": {"capacity": 1000}},
-        "components": [detector, {"name": "ewc", "options": {"fisher_samples": 32}}],
-        "evaluation": {"every": 200, "episodes": 1},
-        "metrics": {"reference_runs": False},
-        "output_dir": str(tmp_path / "runs"),
-        "progress": False,
-    }
-    data.update(changes)
-    return data
+    """Two CartPole variants of 400 steps, task-agnostic, EWC consolidating at detections."""
+    config = tiny_run_config(
+        tmp_path / "runs",
+        steps_per_task=400,
+        name="detected",
+        components=[detector, {"name": "ewc", "options": {"fisher_samples": 32}}],
+        evaluation={"every": 200, "episodes": 1},
+        **changes,
+    )
+    config["scenario"]["task_aware"] = False
+    return config
 
 
 LOSS_DETECTOR = {
@@ -182,25 +175,11 @@ def test_ewc_consolidates_at_detected_changes_and_metrics_report_them(tmp_path: 
     assert len(terms) == len(changes) + 1  # per inferred task (ids 0, 1, ...)
 
 
-def test_inferred_tasks_and_their_changes_resume_exactly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_inferred_tasks_and_their_changes_resume_exactly(tmp_path: Path) -> None:
     data = tiny(tmp_path, LOSS_DETECTOR, checkpoint_every=100)
     whole = run_experiment(parse_config(data)).directory / "seed_0"
-    original = Runner._evaluate
-
-    class Crash(Exception):
-        pass
-
-    def crashing(self: Runner, block: int, trained_task: int, block_end: bool) -> None:
-        original(self, block, trained_task, block_end)
-        if self.ctx.global_step == 600:
-            raise Crash
-
-    monkeypatch.setattr(Runner, "_evaluate", crashing)
-    with pytest.raises(Crash):
+    with interrupted_at(600), pytest.raises(Interrupted):
         run_experiment(parse_config(data))
-    monkeypatch.undo()
     (cut,) = [d for d in (tmp_path / "runs").glob("detected-*") if d != whole.parent]
     resume_experiment(cut)
     for name in ("evals.jsonl", "task_changes.jsonl", "metrics.json"):

@@ -18,6 +18,7 @@ MODULES = (
     "l2rl.manifest",
     "l2rl.metrics_detection",
     "l2rl.testing.conformance",
+    "l2rl.testing.runs",
     "l2rl.testing.scenario_check",
 )
 

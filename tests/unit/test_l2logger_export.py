@@ -204,20 +204,9 @@ def test_a_run_with_references_keeps_their_episodes_and_writes_expert_logs(
 ) -> None:
     from l2rl.config import parse_config
     from l2rl.experiment import run_experiment
+    from l2rl.testing.runs import tiny_run_config
 
-    config = {
-        "name": "ste",
-        "scenario": {
-            "name": "cartpole-variants",
-            "options": {"variants": ["base", "swap-actions"], "max_episode_steps": 30},
-            "steps_per_task": 200,
-        },
-        "agent": {"name": "dqn", "options": {"learning_starts": 32, "batch_size": 16}},
-        "replay": {"name": "fifo", "options": {"capacity": 500}},
-        "evaluation": {"every": 100, "episodes": 1},
-        "output_dir": str(tmp_path / "runs"),
-        "progress": False,
-    }
+    config = tiny_run_config(tmp_path / "runs", name="ste", metrics={"reference_runs": True})
     seed = run_experiment(parse_config(config)).directory / "seed_0"
     rows = [json.loads(line) for line in (seed / "reference_episodes.jsonl").open()]
     assert {row["reference_for"] for row in rows} == {0, 1}

@@ -13,10 +13,7 @@ import pytest
 from l2rl.config import RunConfig, parse_config
 from l2rl.experiment import metrics_of_run, resume_experiment, run_experiment
 from l2rl.runner import Runner
-
-
-class Crash(Exception):
-    """Stands in for a killed process."""
+from l2rl.testing.runs import Interrupted, interrupted_at
 
 
 def tiny(tmp_path: Path) -> RunConfig:
@@ -50,19 +47,11 @@ Evaluate = Callable[[Runner, int, int, bool], None]
 
 def run_cut_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, evaluate: Evaluate) -> Path:
     """Run ``tiny`` with ``evaluate`` as the runner's evaluation, killed in the second
-    window after its second evaluation (past the first window-end checkpoint); its dir."""
-    calls = {"n": 0}
-
-    def crashing(self: Runner, block: int, trained_task: int, block_end: bool) -> None:
-        evaluate(self, block, trained_task, block_end)
-        if block == 1:
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise Crash
-
+    window after its second evaluation (step 500, past the first window-end checkpoint);
+    its dir."""
     before = set((tmp_path / "runs").glob("tiny-*"))
-    monkeypatch.setattr(Runner, "_evaluate", crashing)
-    with pytest.raises(Crash):
+    monkeypatch.setattr(Runner, "_evaluate", evaluate)
+    with interrupted_at(500), pytest.raises(Interrupted):
         run_experiment(tiny(tmp_path))
     monkeypatch.undo()
     (cut,) = set((tmp_path / "runs").glob("tiny-*")) - before
@@ -128,7 +117,7 @@ def test_eval_scalars_of_a_resumed_run_equal_the_uninterrupted_ones(
 
 
 def test_a_run_killed_inside_a_window_resumes_from_its_last_checkpoint_there(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     def config() -> RunConfig:
         return tiny(tmp_path).model_copy(update={"checkpoint_every": 50})
@@ -136,19 +125,8 @@ def test_a_run_killed_inside_a_window_resumes_from_its_last_checkpoint_there(
     whole = run_experiment(config()).directory / "seed_0"
     # killed at the second window's second evaluation (step 500), before the round-end
     # checkpoint of that step: the last checkpoint on disk is the one at step 450
-    original, calls = Runner._evaluate, {"n": 0}
-
-    def crashing(self: Runner, block: int, trained_task: int, block_end: bool) -> None:
-        original(self, block, trained_task, block_end)
-        if block == 1:
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise Crash
-
-    monkeypatch.setattr(Runner, "_evaluate", crashing)
-    with pytest.raises(Crash):
+    with interrupted_at(500), pytest.raises(Interrupted):
         run_experiment(config())
-    monkeypatch.undo()
     (cut,) = [d for d in (tmp_path / "runs").glob("tiny-*") if d != whole.parent]
     resume_experiment(cut)
     assert rows(cut / "seed_0") == rows(whole)
@@ -170,17 +148,8 @@ def test_an_agent_without_its_acting_state_resumes_inside_a_window_with_new_epis
 
     monkeypatch.setattr(DQNAgent, "resumes_mid_episode", False)
     config = tiny(tmp_path).model_copy(update={"checkpoint_every": 50})
-    original = Runner._evaluate
-
-    def crashing(self: Runner, block: int, trained_task: int, block_end: bool) -> None:
-        original(self, block, trained_task, block_end)
-        if self.ctx.global_step == 500:
-            raise Crash
-
-    monkeypatch.setattr(Runner, "_evaluate", crashing)
-    with pytest.raises(Crash):
+    with interrupted_at(500), pytest.raises(Interrupted):
         run_experiment(config)
-    monkeypatch.setattr(Runner, "_evaluate", original)
     (cut,) = (tmp_path / "runs").glob("tiny-*")
     resume_experiment(cut)
     (resumed,) = [json.loads(line) for line in (cut / "seed_0" / "resumes.jsonl").open()]

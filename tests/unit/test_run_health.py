@@ -19,28 +19,12 @@ from l2rl.config import ConfigError, PluginRef, parse_config
 from l2rl.dirlock import DirectoryLockedError, experiment_lock
 from l2rl.experiment import resume_experiment, run_experiment
 from l2rl.report import print_metrics
-from l2rl.runner import Runner
+from l2rl.testing.runs import Interrupted, interrupted_at, tiny_run_config
 from l2rl.types import EnvSpec, Step
 
 
 def tiny(tmp_path: Path, **changes: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": "tiny",
-        "seeds": [0],
-        "scenario": {
-            "name": "cartpole-variants",
-            "options": {"variants": ["base", "swap-actions"], "max_episode_steps": 30},
-            "steps_per_task": 200,
-        },
-        "agent": {"name": "dqn", "options": {"learning_starts": 32, "batch_size": 16}},
-        "replay": {"name": "fifo", "options": {"capacity": 500}},
-        "evaluation": {"every": 100, "episodes": 1},
-        "metrics": {"reference_runs": False},
-        "output_dir": str(tmp_path / "runs"),
-        "progress": False,
-    }
-    data.update(changes)
-    return data
+    return tiny_run_config(tmp_path / "runs", **changes)
 
 
 @pytest.mark.parametrize("name", ["fifo", "reservoir", "wmar", "task-balanced"])
@@ -89,31 +73,18 @@ def test_a_window_without_an_update_is_flagged_in_metrics_and_output(
     assert updates[0] == 0 and updates[1] > 0
 
 
-class Crash(Exception):
-    """Stands in for a killed process."""
-
-
-def cut_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: dict[str, Any]) -> Path:
+def cut_short(tmp_path: Path, data: dict[str, Any]) -> Path:
     """Run ``data`` killed at the second window's first evaluation; the experiment dir."""
-    original = Runner._evaluate
-
-    def crashing(self: Runner, block: int, trained_task: int, block_end: bool) -> None:
-        original(self, block, trained_task, block_end)
-        if block == 1:
-            raise Crash
-
-    monkeypatch.setattr(Runner, "_evaluate", crashing)
-    with pytest.raises(Crash):
+    with interrupted_at(300), pytest.raises(Interrupted):
         run_experiment(parse_config(data))
-    monkeypatch.undo()
     (directory,) = sorted((tmp_path / "runs").iterdir(), key=os.path.getmtime)[-1:]
     return directory
 
 
 def test_metrics_names_an_unfinished_seed_and_leaves_it_out_of_the_aggregate(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    directory = cut_short(tmp_path, monkeypatch, tiny(tmp_path))
+    directory = cut_short(tmp_path, tiny(tmp_path))
     # a second, finished seed beside the cut one
     finished = run_experiment(parse_config(tiny(tmp_path, seeds=[1]))).directory
     (finished / "seed_1").rename(directory / "seed_1")
@@ -126,11 +97,11 @@ def test_metrics_names_an_unfinished_seed_and_leaves_it_out_of_the_aggregate(
 
 
 def test_resume_removes_leftover_temporaries_and_purges_tensorboard_steps(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    directory = cut_short(tmp_path, monkeypatch, tiny(tmp_path))
+    directory = cut_short(tmp_path, tiny(tmp_path))
     leftovers = [directory / ".summary.json.0123456789ab.tmp"]
     leftovers.append(directory / "seed_0" / ".checkpoint.pt.a1b2c3d4e5f6.tmp")
     for path in leftovers:
@@ -145,9 +116,9 @@ def test_resume_removes_leftover_temporaries_and_purges_tensorboard_steps(
 
 
 def test_a_second_writer_is_refused_naming_the_holder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    directory = cut_short(tmp_path, monkeypatch, tiny(tmp_path))
+    directory = cut_short(tmp_path, tiny(tmp_path))
     holder = f"process {os.getpid()} on "
     with experiment_lock(directory), pytest.raises(DirectoryLockedError, match=holder):
         resume_experiment(directory)

@@ -17,6 +17,7 @@ from l2rl.experiment import resume_experiment, run_experiment
 from l2rl.logging.recorder import Recorder
 from l2rl.runner import Runner
 from l2rl.testing.fakes import FakeAgent, fake_scenario
+from l2rl.testing.runs import Interrupted, interrupted_at, tiny_run_config
 from l2rl.types import Losses, SleepRecord, Step, TaskInfo, UpdateStats
 
 
@@ -118,32 +119,15 @@ def test_without_task_ends_nothing_sleeps() -> None:
     assert consolidator.seen == [] and recorder.rows == []
 
 
+DISTILL = {"name": "policy-distillation", "options": {"sleep_updates": 20, "batch_size": 16}}
+
+
 def tiny(tmp_path: Path, **changes: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": "slept",
-        "seeds": [0],
-        "scenario": {
-            "name": "cartpole-variants",
-            "options": {"variants": ["base", "swap-actions"], "max_episode_steps": 30},
-            "steps_per_task": 300,
-        },
-        "agent": {"name": "dqn", "options": {"learning_starts": 32, "batch_size": 16}},
-        "replay": {"name": "fifo", "options": {"capacity": 1000}},
-        "components": [
-            {"name": "policy-distillation", "options": {"sleep_updates": 20, "batch_size": 16}}
-        ],
-        "evaluation": {"every": 100, "episodes": 1},
-        "metrics": {"reference_runs": False},
-        "output_dir": str(tmp_path / "runs"),
-        "progress": False,
-    }
-    data.update(changes)
-    return data
+    config = {"name": "slept", "components": [DISTILL], **changes}
+    return tiny_run_config(tmp_path / "runs", steps_per_task=300, **config)
 
 
-def test_sleep_updates_are_counted_checkpointed_and_resumed_exactly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_sleep_updates_are_counted_checkpointed_and_resumed_exactly(tmp_path: Path) -> None:
     whole = run_experiment(parse_config(tiny(tmp_path))).directory / "seed_0"
     sleeps = [json.loads(line) for line in (whole / "sleeps.jsonl").open()]
     assert [(s["block"], s["updates"]) for s in sleeps] == [(0, 20), (1, 20)]
@@ -153,20 +137,8 @@ def test_sleep_updates_are_counted_checkpointed_and_resumed_exactly(
     for slept, awake in zip(windows, plain_windows, strict=True):  # sleep updates counted
         assert slept["updates"]["agent"] == awake["updates"]["agent"] + 20
 
-    original = Runner._evaluate
-
-    class Crash(Exception):
-        pass
-
-    def crashing(self: Runner, block: int, trained_task: int, block_end: bool) -> None:
-        original(self, block, trained_task, block_end)
-        if self.ctx.global_step == 500:
-            raise Crash
-
-    monkeypatch.setattr(Runner, "_evaluate", crashing)
-    with pytest.raises(Crash):
+    with interrupted_at(500), pytest.raises(Interrupted):
         run_experiment(parse_config(tiny(tmp_path)))
-    monkeypatch.undo()
     (cut,) = [
         d for d in (tmp_path / "runs").glob("slept-*") if d not in (whole.parent, plain.parent)
     ]
