@@ -362,6 +362,12 @@ class Grid:
         parser.add_argument(
             "--report-only", action="store_true", help="only rebuild table and plots"
         )
+        parser.add_argument(
+            "--collect-only",
+            action="store_true",
+            help="copy the records of the seeds finished so far (a grid cut short), then "
+            "report, without running anything",
+        )
         args = parser.parse_args(argv)
         methods = args.methods or self.methods(args.configs)
 
@@ -382,11 +388,14 @@ class Grid:
                     markup=False,
                 )
 
-            run_sweep({d: c for d, c in grid.values()}, args.workers, show)
+            if not args.collect_only:
+                run_sweep({d: c for d, c in grid.values()}, args.workers, show)
             for (scenario, method), (directory, config) in grid.items():
                 for seed in config.seeds:
-                    destination = args.records / scenario / method / f"seed_{seed}"
-                    self.copy_records(directory / f"seed_{seed}", destination)
+                    run_dir = directory / f"seed_{seed}"
+                    if (run_dir / "metrics.json").is_file():  # finished (all are, after a sweep)
+                        destination = args.records / scenario / method / f"seed_{seed}"
+                        self.copy_records(run_dir, destination)
         cells = {}
         for scenario, method in grid:
             per_seed = cell_metrics(args.records / scenario / method)

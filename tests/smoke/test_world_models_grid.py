@@ -125,6 +125,14 @@ def test_the_whole_pipeline_runs_and_reports_from_records_alone(
         assert markdown.count(f"| {method} |") == 4  # headline and per-task rows, 2 scenarios
     assert "P(> fifo)" in markdown
 
+    # a grid cut short is collected from its finished seeds without running anything
+    collected = tmp_path / "collected"
+    argv = ["--configs", str(configs), "--collect-only", "--output", str(runs)]
+    assert run.main([*argv, "--records", str(collected), "--results", str(tmp_path / "r2")]) == 0
+    assert sorted(p.relative_to(collected) for p in collected.rglob("*")) == sorted(
+        p.relative_to(records) for p in records.rglob("*")
+    )
+
     # the runs are gone: the committed records alone give the same report
     for path in sorted(runs.rglob("*"), reverse=True):
         path.unlink() if path.is_file() or path.is_symlink() else path.rmdir()
