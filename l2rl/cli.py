@@ -13,13 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from l2rl import registry
-from l2rl.builder import check_config
 from l2rl.config import ConfigError, load_config
 from l2rl.dirlock import DirectoryLockedError
 from l2rl.hooks import ComponentError, HookRegistrationError
 from l2rl.logging.files import CorruptRecordsError
 from l2rl.progress import hidden
-from l2rl.runner import NonFiniteError
 
 _EPILOG = """examples:
   l2rl run experiments/default.yaml
@@ -78,8 +76,16 @@ _BAD_INPUT: tuple[type[Exception], ...] = (
 )
 """Errors in what the user gave (exit status 2)."""
 
-_RUN_FAILED: tuple[type[Exception], ...] = (ComponentError, NonFiniteError, CorruptRecordsError)
-"""Errors of a run that started (exit status 1): records so far are on disk."""
+
+def _run_failed() -> tuple[type[Exception], ...]:
+    """Errors of a run that started (exit status 1): records so far are on disk.
+
+    Looked up when an error is caught, by when the runner (and torch) is imported anyway:
+    ``l2rl --help`` and ``l2rl metrics`` do not pay torch's import.
+    """
+    from l2rl.runner import NonFiniteError
+
+    return (ComponentError, NonFiniteError, CorruptRecordsError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -227,7 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _BAD_INPUT as err:
         print(f"l2rl: error: {err}", file=sys.stderr)
         return 2
-    except _RUN_FAILED as err:
+    except Exception as err:
+        if not isinstance(err, _run_failed()):
+            raise
         print(f"l2rl: error: {err} (--debug shows the traceback)", file=sys.stderr)
         return 1
 
@@ -237,6 +245,8 @@ def _command(args: argparse.Namespace, console: Console) -> int:
     if args.command == "run":
         _run(args, console)
     elif args.command == "check":
+        from l2rl.builder import check_config
+
         check_config(load_config(args.config, args.overrides))
         console.print(f"{args.config}: ok")
     elif args.command == "resume":

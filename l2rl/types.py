@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import gymnasium as gym
 import numpy as np
-import torch
 
-EnvFactory = Callable[[], gym.Env[Any, Any]]
+if TYPE_CHECKING:  # annotations only: reading records (the CLI) imports neither
+    import gymnasium as gym
+    import torch
+
+EnvFactory = Callable[[], "gym.Env[Any, Any]"]
 """A zero-argument callable that builds a fresh environment for one task."""
 
 
@@ -220,7 +222,7 @@ class SequenceBatch:
         return int(self.obs.shape[0])
 
 
-Losses = dict[str, torch.Tensor]
+Losses = dict[str, "torch.Tensor"]
 """Named scalar losses; every key starts with ``loss_``. The runner sums them."""
 
 

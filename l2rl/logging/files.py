@@ -11,8 +11,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
-import torch
-
 from l2rl.types import EvalRecord
 
 
@@ -84,6 +82,8 @@ def atomic_write_json(path: Path, data: Any) -> None:
 def atomic_torch_save(path: Path, obj: Any) -> None:
     """``torch.save`` through a temporary file, fsynced before ``os.replace`` (mode as for
     :func:`atomic_write_text`)."""
+    import torch  # here: the CLI reads records without paying torch's import
+
     _write_atomically(path, lambda handle: torch.save(obj, handle))
 
 

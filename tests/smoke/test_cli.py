@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -231,3 +233,18 @@ def test_list_shows_plugins_that_fail_to_import_as_broken(
     rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("│")}
     assert "broken" in rows["half-written"]
     assert "ok" in rows["dqn"] and "broken" not in rows["dqn"]
+
+
+def test_help_imports_neither_torch_nor_gymnasium() -> None:
+    # what makes `l2rl --help` start in a fraction of a second (torch alone takes seconds)
+    probe = (
+        "import sys\n"
+        "from l2rl.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted({'torch', 'gymnasium'} & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
