@@ -9,7 +9,8 @@ Matching: a true change at step ``s_b`` is *detected* by the first detection in
 ``[s_b, s_{b+1})`` (until the next true change, or the run's end); its **delay** is that
 detection's step minus ``s_b``. Every other detection is a **false alarm** (those before the
 first change, and any after the first in an interval). A true change without a detection
-in its interval is **missed**.
+in its interval is **missed**. False alarms are also given per 10^5 env steps of the run
+(METHODS.md's rate).
 
 Task-id accuracy (only meaningful when the detector recognises returns to earlier tasks):
 each true task is identified with the inferred id that was open when it was first
@@ -54,8 +55,8 @@ def detection_figures(
 
     Returns:
         ``true_changes``, ``detections`` (counts), ``delays`` (steps, one per detected
-        change, in order), ``mean_delay`` (NaN if none), ``false_alarms``, ``missed``,
-        ``task_id_accuracy``.
+        change, in order), ``mean_delay`` (NaN if none), ``false_alarms``,
+        ``false_alarms_per_1e5_steps``, ``missed``, ``task_id_accuracy``.
     """
     changes = true_changes(schedule)
     end = sum(steps for _, steps in schedule)
@@ -86,6 +87,9 @@ def detection_figures(
         "delays": delays,
         "mean_delay": sum(delays) / len(delays) if delays else math.nan,
         "false_alarms": len(detections) - len(used),
+        "false_alarms_per_1e5_steps": (len(detections) - len(used)) * 1e5 / end
+        if end
+        else math.nan,
         "missed": len(changes) - len(delays),
         "task_id_accuracy": correct / len(matched) if matched else math.nan,
     }

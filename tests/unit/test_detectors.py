@@ -204,6 +204,7 @@ def test_detection_figures_by_hand() -> None:
         "delays": [20, 30],
         "mean_delay": 25.0,
         "false_alarms": 2,
+        "false_alarms_per_1e5_steps": 500.0,  # 2 in 400 steps
         "missed": 1,
         "task_id_accuracy": 0.5,
     }
