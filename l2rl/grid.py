@@ -158,6 +158,8 @@ class Grid:
         regenerate: the report's lines saying how to regenerate it.
         output: the default folder of the runs.
         record_files: what is committed of a seed's run directory.
+        optional_record_files: committed too where a run wrote them (e.g.
+            ``task_changes.jsonl``, written at a run's first inferred task change).
         sections: further parts of each scenario's report, after the standard plots.
     """
 
@@ -170,6 +172,7 @@ class Grid:
     regenerate: tuple[str, ...]
     output: Path
     record_files: tuple[str, ...] = RECORD_FILES
+    optional_record_files: tuple[str, ...] = ()
     sections: tuple[Section, ...] = field(default=())
 
     @property
@@ -224,12 +227,16 @@ class Grid:
         return grid
 
     def copy_records(self, run_dir: Path, destination: Path) -> None:
-        """Copy a finished seed's :attr:`record_files` to ``destination`` (replacing it)."""
+        """Copy a finished seed's :attr:`record_files` (and the optional ones it has) to
+        ``destination`` (replacing it)."""
         if destination.exists():
             shutil.rmtree(destination)
         destination.mkdir(parents=True)
         for name in self.record_files:
             shutil.copy2(run_dir / name, destination / name)
+        for name in self.optional_record_files:
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, destination / name)
 
     def summarise(self, cells: dict[Cell, list[dict[str, Any]]]) -> dict[str, Any]:
         """Per cell: the headline summary, and its probability of improving on the
@@ -570,6 +577,39 @@ class EvalScalarCurves:
         title = f"{data.scenario}: {self.title}"
         _save_panels(figure, axes, self.label, title, data.results / name)
         return [f"![{data.scenario} {self.title}]({name})", ""]
+
+
+DETECTION_COLUMNS = (
+    ("detections", "detections"),
+    ("mean_delay", "mean delay (steps)"),
+    ("false_alarms_per_1e5_steps", "false alarms / 1e5 steps"),
+    ("missed", "missed changes"),
+    ("task_id_accuracy", "task-id accuracy"),
+)
+"""The detection figures of a run's metrics (:mod:`l2rl.metrics_detection`) in the table."""
+
+
+@dataclass(frozen=True)
+class DetectionTable:
+    """A section: each detecting method's detection figures against the true boundaries,
+    mean over seeds (over the seeds where a figure is defined)."""
+
+    def __call__(self, data: SectionInput) -> list[str]:
+        """The table's markdown lines (none when no method detects)."""
+        shown = [m for m in data.methods if any("detection" in r for r in data.metrics[m])]
+        if not shown:
+            return []
+        header = "| method | seeds | " + " | ".join(label for _, label in DETECTION_COLUMNS)
+        lines = [f"### {data.scenario}: task-change detection", "", header + " |"]
+        lines.append("|---" * (len(DETECTION_COLUMNS) + 2) + "|")
+        for method in shown:
+            runs = [r["detection"] for r in data.metrics[method] if "detection" in r]
+            cells = []
+            for key, _ in DETECTION_COLUMNS:
+                values = [float(r[key]) for r in runs if r.get(key) is not None]
+                cells.append(f"{np.mean(values):.2f}" if values else "n/a")
+            lines.append(f"| {method} | {len(runs)} | " + " | ".join(cells) + " |")
+        return [*lines, ""]
 
 
 @dataclass(frozen=True)
