@@ -73,6 +73,7 @@ from l2rl.logging.recorder import (
     DiskRecorder,
     EpisodeCollector,
     Recorder,
+    write_hparams,
 )
 from l2rl.manifest import environment_manifest
 from l2rl.metrics import HEADLINE_METRICS, IdleWindow, RunMetrics, summarize_run
@@ -298,6 +299,7 @@ def _train_and_measure(
     metrics = metrics_of_run(run_dir)
     atomic_write_json(run_dir / "metrics.json", metrics.to_dict())
     export_run(run_dir)  # the l2logger-format logs, for l2metrics
+    write_hparams(run_dir, flat_hparams(config), dict(metrics.headline))
     warn = Console(stderr=True)
     for window in metrics.windows_without_updates:
         warn.print(f"warning: seed {seed}: {window.describe()}", markup=False, soft_wrap=True)
@@ -306,6 +308,23 @@ def _train_and_measure(
 
 RESUMES_FILE = "resumes.jsonl"
 """One row per resume of a seed: the step it resumed from and whether it is exact."""
+
+
+def flat_hparams(config: RunConfig) -> dict[str, bool | int | float | str]:
+    """The config as TensorBoard hyperparameters: dotted keys, lists and nulls as text."""
+    flat: dict[str, bool | int | float | str] = {}
+
+    def visit(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                visit(f"{prefix}.{key}" if prefix else str(key), item)
+        elif isinstance(value, bool | int | float | str):
+            flat[prefix] = value
+        else:  # lists (components, seeds) and None
+            flat[prefix] = json.dumps(value)
+
+    visit("", config.model_dump(mode="json", exclude={"output_dir", "progress"}))
+    return flat
 
 
 def _note_resume(run_dir: Path, checkpoint: Mapping[str, Any]) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -155,3 +156,24 @@ class DiskRecorder(Recorder):
         if self._eval_scalars is not None:
             self._eval_scalars.close()
         self._tb.close()
+
+
+HPARAMS_RUN = "hparams"
+"""The TensorBoard run (``tb/hparams/``) holding a finished run's hyperparameters."""
+
+
+def write_hparams(
+    run_dir: Path, hparams: Mapping[str, bool | int | float | str], metrics: Mapping[str, float]
+) -> None:
+    """Add a finished run's hyperparameters and final metrics to TensorBoard's HPARAMS view
+    (under ``tb/hparams/``, as ``SummaryWriter.add_hparams`` writes them); metrics that are
+    not finite are left out, as the view cannot show them."""
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+    finite = {f"hparams/{k}": float(v) for k, v in metrics.items() if math.isfinite(v)}
+    with SummaryWriter(log_dir=str(run_dir / "tb" / HPARAMS_RUN)) as writer:
+        for summary in hparams_summaries(dict(hparams), finite):  # type: ignore[no-untyped-call]
+            writer.file_writer.add_summary(summary)
+        for tag, value in finite.items():
+            writer.add_scalar(tag, value)

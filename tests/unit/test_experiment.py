@@ -11,7 +11,13 @@ import pytest
 
 from l2rl.builder import build_scenario
 from l2rl.config import PluginRef, RunConfig, parse_config
-from l2rl.experiment import FAILED_FILE, _reference_key, reference_config, run_seed
+from l2rl.experiment import (
+    FAILED_FILE,
+    _reference_key,
+    reference_config,
+    run_experiment,
+    run_seed,
+)
 from l2rl.runner import NonFiniteError
 
 
@@ -94,3 +100,27 @@ def test_reference_keeps_reference_components_and_they_shape_its_key() -> None:
     assert key(kept) != key(config())
     # without reference components, the key is what it always was (cached references stay)
     assert key(config(metrics={"reference_components": []})) == key(config())
+
+
+def test_a_finished_run_shows_its_hyperparameters_and_metrics_in_tensorboard(
+    tmp_path: Path,
+) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from l2rl.testing.runs import tiny_run_config
+
+    result = run_experiment(parse_config(tiny_run_config(tmp_path / "runs")))
+    events = EventAccumulator(str(result.directory / "seed_0" / "tb" / "hparams"))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    hparams = start.session_start_info.hparams
+    assert hparams["agent.name"].string_value == "dqn"
+    assert hparams["scenario.steps_per_task"].number_value == 200
+    headline = result.per_seed[0].headline
+    final = events.Scalars("hparams/cw_average_performance")[-1].value
+    assert abs(final - headline["cw_average_performance"]) < 1e-6
+    assert sorted(p.name for p in (result.directory / "seed_0" / "tb").iterdir() if p.is_dir()) == [
+        "hparams"
+    ]
