@@ -25,6 +25,7 @@ _EPILOG = """examples:
   l2rl check experiments/default.yaml
   l2rl list
   l2rl metrics runs/default-20261125-101500
+  l2rl report runs/default-20261125-101500
   l2rl resume runs/default-20261125-101500
 
 exit status: 0 done, 1 the run failed (a component's error, a NaN/inf), 2 bad input,
@@ -157,6 +158,14 @@ def _parser() -> argparse.ArgumentParser:
         help="print the metrics table of a run or experiment directory",
     )
     metrics.add_argument("run_dir", type=Path)
+
+    report = sub.add_parser(
+        "report",
+        parents=[debug],
+        help="write a Markdown + HTML report with figures of a run, experiment or sweep",
+    )
+    report.add_argument("path", type=Path, help="a run, experiment or sweep directory")
+    report.add_argument("--out", type=Path, help="where the report goes (default PATH/report)")
     return parser
 
 
@@ -260,6 +269,11 @@ def _command(args: argparse.Namespace, console: Console) -> int:
         print_metrics(result.directory, console)
     elif args.command == "list":
         _list(console)
+    elif args.command == "report":
+        from l2rl.report_document import write_report
+
+        out = write_report(args.path, args.out)
+        console.print(f"report: {out / 'report.md'} and {out / 'report.html'}")
     elif args.command == "metrics":
         from l2rl.report import print_metrics
 

@@ -451,13 +451,14 @@ def plot_profiles(scenario: str, scores: dict[str, np.ndarray], path: Path) -> N
     plt.close(figure)
 
 
-def _window_ends(seed_dir: Path) -> list[int]:
+def window_ends(seed_dir: Path) -> list[int]:
     """Global steps at which each training window of a committed run ended."""
     schedule = json.loads((seed_dir / "scenario.json").read_text())["schedule"]
     return [int(x) for x in np.cumsum([block["steps"] for block in schedule])]
 
 
-def _task_names(seed_dir: Path) -> list[str]:
+def task_names(seed_dir: Path) -> list[str]:
+    """The names of a committed run's tasks, in scenario order."""
     return [t["name"] for t in json.loads((seed_dir / "scenario.json").read_text())["tasks"]]
 
 
@@ -500,10 +501,10 @@ class ScoreCurves:
                 for d in dirs
             ]
             curves = mean_curves(runs)
-            for name in _task_names(dirs[0]):
+            for name in task_names(dirs[0]):
                 if name in curves:
                     axis.plot(*curves[name], label=name)
-            for end in _window_ends(dirs[0])[:-1]:
+            for end in window_ends(dirs[0])[:-1]:
                 axis.axvline(end, color="grey", linestyle="--", linewidth=0.7)
             axis.set_title(f"{method} ({len(dirs)} seeds)", fontsize=9)
             axis.set_xlabel("env steps")
@@ -546,7 +547,7 @@ class EvalScalarCurves:
         shown = [m for m in data.methods if data.seed_dirs[m]]
         if not shown:
             return []
-        tasks = _task_names(data.seed_dirs[shown[0]][0])
+        tasks = task_names(data.seed_dirs[shown[0]][0])
         tags = {self.tag.format(task=task): task for task in tasks}
         curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
         for method in shown:
@@ -564,7 +565,7 @@ class EvalScalarCurves:
         figure, axes = plt.subplots(
             1, len(tasks), figsize=(4.0 * len(tasks), 3.2), sharey=True, squeeze=False
         )
-        ends = _window_ends(data.seed_dirs[shown[0]][0])[:-1]
+        ends = window_ends(data.seed_dirs[shown[0]][0])[:-1]
         for axis, task in zip(axes[0], tasks, strict=True):
             for method in shown:
                 if task in curves[method]:
@@ -622,7 +623,7 @@ class PerTaskScores:
         shown = [m for m in data.methods if data.seed_dirs[m]]
         if not shown:
             return []
-        tasks = _task_names(data.seed_dirs[shown[0]][0])
+        tasks = task_names(data.seed_dirs[shown[0]][0])
         lines = [
             "Final score per task (end of the task's own window), mean over seeds:",
             "",

@@ -151,7 +151,7 @@ def test_every_help_example_parses_and_runs(
     tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     examples = _help_examples(capsys)
-    assert {e[0] for e in examples} == {"run", "check", "list", "metrics", "resume"}
+    assert {e[0] for e in examples} == {"run", "check", "list", "metrics", "report", "resume"}
     for example in examples:  # every one parses with the real parser, nothing left over
         _, extra = _parser().parse_known_args(example)
         assert all("=" in e for e in extra), example
@@ -163,7 +163,7 @@ def test_every_help_example_parses_and_runs(
         argv = [str(tiny_config) if a == "experiments/default.yaml" else a for a in example]
         if argv[0] == "run":
             argv += tiny
-        if argv[0] in ("metrics", "resume"):
+        if argv[0] in ("metrics", "report", "resume"):
             assert experiment is not None
             argv = [argv[0], str(experiment)]
         before = set((tmp_path / "runs").glob("tiny-*"))

@@ -42,7 +42,7 @@ def concrete(line: str, config: Path, experiment: Path | None, other: Path) -> l
 
 def test_the_readme_shows_each_command_once() -> None:
     commands = [line.split()[1] for line in readme_commands()]
-    assert sorted(commands) == ["check", "list", "metrics", "resume", "run"]
+    assert sorted(commands) == ["check", "list", "metrics", "report", "resume", "run"]
 
 
 def test_every_readme_command_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ MODULES = (
     "l2rl.dirlock",
     "l2rl.manifest",
     "l2rl.metrics_detection",
+    "l2rl.report_document",
     "l2rl.testing.conformance",
     "l2rl.testing.runs",
     "l2rl.testing.scenario_check",
