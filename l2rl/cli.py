@@ -26,6 +26,7 @@ _EPILOG = """examples:
   l2rl list
   l2rl metrics runs/default-20261125-101500
   l2rl report runs/default-20261125-101500
+  l2rl sweep experiments/sweep.yaml --workers 2
   l2rl resume runs/default-20261125-101500
 
 exit status: 0 done, 1 the run failed (a component's error, a NaN/inf), 2 bad input,
@@ -159,6 +160,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     metrics.add_argument("run_dir", type=Path)
 
+    sweep = sub.add_parser(
+        "sweep",
+        parents=[debug],
+        help="run (or finish) a grid of scenarios x methods x seeds from a sweep file",
+        description="Run every cell of SWEEP_FILE (see l2rl.sweep_file), skipping finished "
+        "seeds and resuming cut-short ones; write <output>/summary.json; print the table.",
+    )
+    sweep.add_argument("sweep_file", type=Path)
+    sweep.add_argument("--workers", type=int, default=1, help="worker processes")
+
     report = sub.add_parser(
         "report",
         parents=[debug],
@@ -216,6 +227,42 @@ def _run(args: argparse.Namespace, console: Console) -> None:
     console.print(f"results: {directory}")
 
 
+def _sweep(args: argparse.Namespace, console: Console) -> None:
+    from l2rl.experiment import resumable_on_interrupt
+    from l2rl.logging.files import atomic_write_json
+    from l2rl.sweep import run_sweep
+    from l2rl.sweep_file import cell_configs, load_sweep
+
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be positive, got {args.workers}")
+    sweep = load_sweep(args.sweep_file)
+    cells = cell_configs(sweep)
+    with resumable_on_interrupt(sweep.output):
+        summaries = run_sweep(
+            dict(cells.values()),
+            args.workers,
+            lambda e: console.print(
+                f"[{e.done}/{e.total}] {e.label} ({e.seconds:.0f} s)", markup=False
+            ),
+        )
+    by_cell = {f"{s}/{m}": summaries[directory] for (s, m), (directory, _) in cells.items()}
+    atomic_write_json(sweep.output / "summary.json", by_cell)
+    table = Table(title=f"{sweep.name}: average performance, mean [90% interval]")
+    table.add_column("method")
+    for scenario in sweep.scenarios:
+        table.add_column(scenario, justify="right")
+    for method in sweep.methods:
+        row = [method]
+        for scenario in sweep.scenarios:
+            entry = by_cell[f"{scenario}/{method}"]["cw_average_performance"]
+            low, high = entry["ci_low"], entry["ci_high"]
+            interval = "" if low is None else f" [{low:.3f}, {high:.3f}]"
+            row.append("n/a" if entry["mean"] is None else f"{entry['mean']:.3f}{interval}")
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"summary: {sweep.output / 'summary.json'}; figures: l2rl report {sweep.output}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``l2rl`` command; returns the exit status."""
     parser = _parser()
@@ -269,6 +316,8 @@ def _command(args: argparse.Namespace, console: Console) -> int:
         print_metrics(result.directory, console)
     elif args.command == "list":
         _list(console)
+    elif args.command == "sweep":
+        _sweep(args, console)
     elif args.command == "report":
         from l2rl.report_document import write_report
 

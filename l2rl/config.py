@@ -268,6 +268,34 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
+def merge_method(base: Mapping[str, Any], changes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``base`` changed by a method's ``changes``: a mapping merges into the base's mapping
+    key by key, any other value replaces the base's, and ``<name>+`` appends its list to
+    the base's list ``name`` (experiment grids and sweep files describe methods this way).
+
+    >>> base = {"replay": {"name": "fifo", "options": {"capacity": 8}}, "components": [1]}
+    >>> merge_method(base, {"replay": {"name": "wmar"}, "components+": [2]})
+    {'replay': {'name': 'wmar', 'options': {'capacity': 8}}, 'components': [1, 2]}
+
+    Raises:
+        ConfigError: ``<name>+`` where ``name`` is not a list in ``base``, or its value is
+            not a list.
+    """
+    merged = dict(base)
+    for key, value in (changes or {}).items():
+        if key.endswith("+"):
+            name = key[:-1]
+            current = merged.get(name, [])
+            if not isinstance(current, list) or not isinstance(value, list):
+                raise ConfigError(f"{key!r} appends a list to the list {name!r}")
+            merged[name] = [*current, *value]
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_method(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def parse_config(data: Mapping[str, Any]) -> RunConfig:
     """Validate a mapping into a :class:`RunConfig`."""
     try:

@@ -17,9 +17,9 @@ for every experiment:
   and any further :data:`Section` (e.g. :class:`ScoreCurves`), all from the committed
   records, so that ``--report-only`` on a fresh clone regenerates them byte for byte.
 
-How a method changes the base setting (:func:`merge_method`): a mapping merges into the
-base's mapping key by key (recursively), any other value replaces the base's, and a key
-``<name>+`` appends its list to the base's list ``<name>`` (``components+: [...]`` adds
+How a method changes the base setting (:func:`l2rl.config.merge_method`): a mapping merges
+into the base's mapping key by key (recursively), any other value replaces the base's, and a
+key ``<name>+`` appends its list to the base's list ``<name>`` (``components+: [...]`` adds
 components to those of the scenario's base setting).
 """
 
@@ -47,7 +47,7 @@ from l2rl.aggregate import (
     performance_profiles,
     probability_of_improvement,
 )
-from l2rl.config import ConfigError, RunConfig, load_yaml, parse_config
+from l2rl.config import RunConfig, load_yaml, merge_method, parse_config
 from l2rl.experiment import metrics_of_run
 from l2rl.logging.files import read_jsonl
 from l2rl.sweep import SweepEvent, run_sweep
@@ -94,32 +94,6 @@ class SectionInput:
 
 Section = Callable[[SectionInput], list[str]]
 """A further part of a scenario's report: writes its figures, returns its markdown lines."""
-
-
-def merge_method(base: Mapping[str, Any], changes: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``base`` changed by a method's ``changes`` (rules in the module docstring).
-
-    >>> base = {"replay": {"name": "fifo", "options": {"capacity": 8}}, "components": [1]}
-    >>> merge_method(base, {"replay": {"name": "wmar"}, "components+": [2]})
-    {'replay': {'name': 'wmar', 'options': {'capacity': 8}}, 'components': [1, 2]}
-
-    Raises:
-        ConfigError: ``<name>+`` where ``name`` is not a list in ``base``, or its value is
-            not a list.
-    """
-    merged = dict(base)
-    for key, value in (changes or {}).items():
-        if key.endswith("+"):
-            name = key[:-1]
-            current = merged.get(name, [])
-            if not isinstance(current, list) or not isinstance(value, list):
-                raise ConfigError(f"{key!r} appends a list to the list {name!r}")
-            merged[name] = [*current, *value]
-        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = merge_method(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def cell_metrics(records: Path) -> list[dict[str, Any]]:

@@ -147,11 +147,21 @@ def test_the_seeds_list_ends_at_the_first_override() -> None:
     assert args.seeds == [4, 5] and args.no_progress
 
 
+def tiny_sweep(config: Path) -> Path:
+    """experiments/sweep.yaml with the tiny config as its scenario and one seed."""
+    sweep = yaml.safe_load((Path(__file__).parents[2] / "experiments" / "sweep.yaml").read_text())
+    sweep.update(seeds=[0], output=str(config.parent / "sweep"), scenarios={"tiny": str(config)})
+    path = config.parent / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
 def test_every_help_example_parses_and_runs(
     tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     examples = _help_examples(capsys)
-    assert {e[0] for e in examples} == {"run", "check", "list", "metrics", "report", "resume"}
+    expected = {"run", "check", "list", "metrics", "report", "resume", "sweep"}
+    assert {e[0] for e in examples} == expected
     for example in examples:  # every one parses with the real parser, nothing left over
         _, extra = _parser().parse_known_args(example)
         assert all("=" in e for e in extra), example
@@ -166,6 +176,8 @@ def test_every_help_example_parses_and_runs(
         if argv[0] in ("metrics", "report", "resume"):
             assert experiment is not None
             argv = [argv[0], str(experiment)]
+        if argv[0] == "sweep":  # the example's sweep, on the tiny config
+            argv[1] = str(tiny_sweep(tiny_config))
         before = set((tmp_path / "runs").glob("tiny-*"))
         assert main(argv) == 0, argv
         capsys.readouterr()

@@ -29,12 +29,26 @@ def readme_commands() -> list[str]:
     return [line for line in lines if line.startswith("l2rl ")]
 
 
+def sweep_file(config: Path) -> Path:
+    """A tiny sweep of ``config``: one scenario, two methods, its seeds."""
+    path = config.parent / "sweep.yaml"
+    sweep = {
+        "name": "documented-sweep",
+        "output": str(config.parent / "sweep-runs"),
+        "seeds": [0],
+        "scenarios": {"tiny": config.name},
+        "methods": {"fine-tuning": {}, "l2": {"components+": [{"name": "l2"}]}},
+    }
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
 def concrete(line: str, config: Path, experiment: Path | None, other: Path) -> list[str]:
     """The synopsis line with its placeholders filled and its optional parts kept."""
     line = line.replace("[key=value ...]", "scenario.steps_per_task=100")
     line = re.sub(r"\[([^\]]*)\]", r"\1", line)
     words = shlex.split(line)[1:]
-    fills = {"CONFIG": str(config), "DIR": str(other)}
+    fills = {"CONFIG": str(config), "DIR": str(other), "SWEEP_FILE": str(sweep_file(config))}
     if experiment is not None:
         fills |= {"RUN_DIR": str(experiment), "EXPERIMENT_DIR": str(experiment)}
     return [fills.get(word, word) for word in words]
@@ -42,7 +56,7 @@ def concrete(line: str, config: Path, experiment: Path | None, other: Path) -> l
 
 def test_the_readme_shows_each_command_once() -> None:
     commands = [line.split()[1] for line in readme_commands()]
-    assert sorted(commands) == ["check", "list", "metrics", "report", "resume", "run"]
+    assert sorted(commands) == ["check", "list", "metrics", "report", "resume", "run", "sweep"]
 
 
 def test_every_readme_command_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

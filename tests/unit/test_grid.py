@@ -1,20 +1,13 @@
-"""l2rl.grid: how a method changes a base setting, and curves averaged over seeds."""
+"""How a method changes a base setting (l2rl.config.merge_method, its example runs in
+test_docstring_examples), and the grid's curves averaged over seeds."""
 
 from __future__ import annotations
-
-import doctest
 
 import numpy as np
 import pytest
 
-from l2rl import grid
-from l2rl.config import ConfigError
-from l2rl.grid import mean_curves, merge_method
-
-
-def test_docstring_examples() -> None:
-    result = doctest.testmod(grid)
-    assert result.attempted > 0 and result.failed == 0
+from l2rl.config import ConfigError, merge_method
+from l2rl.grid import mean_curves
 
 
 def test_methods_merge_mappings_replace_values_and_append_with_plus() -> None:
