@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,21 +44,23 @@ from l2rl.aggregate import (
     CW_INTERVAL,
     IQM_INTERVAL,
     aggregate_seeds,
-    performance_profiles,
     probability_of_improvement,
 )
 from l2rl.config import RunConfig, load_yaml, merge_method, parse_config
 from l2rl.experiment import metrics_of_run
+from l2rl.figures import (
+    LABELS,
+    METRICS,
+    mean_curves,
+    plot_bars,
+    plot_profiles,
+    save_panels,
+    task_names,
+    window_ends,
+)
 from l2rl.logging.files import read_jsonl
 from l2rl.sweep import SweepEvent, run_sweep
 
-METRICS = ("cw_average_performance", "cw_forgetting", "cw_forward_transfer")
-"""The headline metrics of every table, in column order."""
-LABELS = {
-    "cw_average_performance": "average performance",
-    "cw_forgetting": "forgetting",
-    "cw_forward_transfer": "forward transfer",
-}
 RECORD_FILES = (
     "config.yaml",
     "scenario.json",
@@ -386,72 +388,6 @@ class Grid:
         return 0
 
 
-# --- plots -------------------------------------------------------------------------------
-def plot_bars(scenario: str, by_method: dict[str, dict[str, Any]], path: Path) -> None:
-    """Bars of each headline metric per method with 90% interval whiskers."""
-    figure, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6))
-    names = list(by_method)
-    for axis, metric in zip(axes, METRICS, strict=True):
-        means, low, high = [], [], []
-        for name in names:
-            entry = by_method[name][metric]
-            mean = entry["mean"] if entry["mean"] is not None else float("nan")
-            means.append(mean)
-            low.append(mean - entry["ci_low"] if entry["ci_low"] is not None else 0.0)
-            high.append(entry["ci_high"] - mean if entry["ci_high"] is not None else 0.0)
-        axis.bar(range(len(names)), means, yerr=[low, high], capsize=3, color="tab:blue")
-        axis.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
-        axis.set_title(LABELS[metric])
-        axis.axhline(0.0, color="black", linewidth=0.6)
-    figure.suptitle(f"{scenario}: mean and 90% bootstrap interval over seeds")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def plot_profiles(scenario: str, scores: dict[str, np.ndarray], path: Path) -> None:
-    """rliable performance profiles of the final per-task scores (fraction of runs > tau)."""
-    thresholds = np.linspace(0.0, 1.0, 51)
-    profiles = performance_profiles(scores, thresholds)
-    figure, axis = plt.subplots(figsize=(6.0, 4.0))
-    for name, profile in profiles.items():
-        axis.plot(thresholds, profile, label=name)
-    axis.set_xlabel("final score tau")
-    axis.set_ylabel("fraction of (seed, task) runs with score > tau")
-    axis.set_title(f"{scenario}: performance profiles")
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def window_ends(seed_dir: Path) -> list[int]:
-    """Global steps at which each training window of a committed run ended."""
-    schedule = json.loads((seed_dir / "scenario.json").read_text())["schedule"]
-    return [int(x) for x in np.cumsum([block["steps"] for block in schedule])]
-
-
-def task_names(seed_dir: Path) -> list[str]:
-    """The names of a committed run's tasks, in scenario order."""
-    return [t["name"] for t in json.loads((seed_dir / "scenario.json").read_text())["tasks"]]
-
-
-def mean_curves(
-    runs: Sequence[Mapping[tuple[str, int], float]],
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``series -> (steps, mean over runs)`` of ``(series, step) -> value`` mappings; only
-    the steps every run has (runs of one cell share their evaluation steps)."""
-    if not runs:
-        return {}
-    common = set(runs[0]).intersection(*runs[1:])
-    out = {}
-    for name in sorted({series for series, _ in common}):
-        steps = np.array(sorted(step for series, step in common if series == name))
-        values = np.array([[run[(name, int(s))] for s in steps] for run in runs])
-        out[name] = (steps, values.mean(axis=0))
-    return out
-
-
 @dataclass(frozen=True)
 class ScoreCurves:
     """A section: each task's score over the run, one panel per method, mean over seeds,
@@ -484,18 +420,8 @@ class ScoreCurves:
             axis.set_xlabel("env steps")
         name = f"{data.scenario}-curves.png"
         title = f"{data.scenario}: score of each task over the run"
-        _save_panels(figure, axes, "score (mean over seeds)", title, data.results / name)
+        save_panels(figure, axes, "score (mean over seeds)", title, data.results / name)
         return [f"![{data.scenario} score curves]({name})", ""]
-
-
-def _save_panels(figure: Any, axes: Any, ylabel: str, title: str, path: Path) -> None:
-    """Label a row of curve panels (y axis and legend on the first), title and save it."""
-    axes[0][0].set_ylabel(ylabel)
-    axes[0][0].legend(fontsize=7)
-    figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 @dataclass(frozen=True)
@@ -550,7 +476,7 @@ class EvalScalarCurves:
             axis.set_xlabel("env steps")
         name = f"{data.scenario}-{self.slug}.png"
         title = f"{data.scenario}: {self.title}"
-        _save_panels(figure, axes, self.label, title, data.results / name)
+        save_panels(figure, axes, self.label, title, data.results / name)
         return [f"![{data.scenario} {self.title}]({name})", ""]
 
 

@@ -16,23 +16,16 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-
-import matplotlib.pyplot as plt
 import numpy as np
 
 from l2rl.aggregate import aggregate_seeds
 from l2rl.experiment import metrics_of_run
-from l2rl.grid import mean_curves, plot_bars, task_names, window_ends
-from l2rl.logging.files import read_records
+from l2rl.figures import plot_bars, plot_curves, plot_matrix, task_names
 from l2rl.report import run_status
 
 REPORTED = ("cw_average_performance", "cw_forgetting", "cw_forward_transfer")
@@ -115,54 +108,6 @@ def _interval(entry: dict[str, Any]) -> str:
 
 def _slug(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in label).strip("-") or "run"
-
-
-def plot_curves(runs: Sequence[Path], title: str, path: Path) -> None:
-    """Every task's score over the run (mean over ``runs``), training windows shaded."""
-    curves = mean_curves(
-        [
-            {(r.eval_task_name, r.global_step): r.score for r in read_records(d / "evals.jsonl")}
-            for d in runs
-        ]
-    )
-    figure, axis = plt.subplots(figsize=(7.5, 3.6))
-    schedule = json.loads((runs[0] / "scenario.json").read_text())["schedule"]
-    names = task_names(runs[0])
-    starts = [0, *window_ends(runs[0])[:-1]]
-    for block, (start, end) in enumerate(zip(starts, window_ends(runs[0]), strict=True)):
-        if block % 2 == 0:
-            axis.axvspan(start, end, color="grey", alpha=0.12, linewidth=0)
-        label = names[schedule[block]["task_index"]]
-        axis.text((start + end) / 2, 1.02, label, ha="center", va="bottom", fontsize=7)
-    for name in names:
-        if name in curves:
-            axis.plot(*curves[name], label=name)
-    axis.set_ylim(-0.02, 1.1)
-    axis.set_xlabel("env steps")
-    axis.set_ylabel(f"score (mean of {len(runs)} seeds)")
-    axis.legend(fontsize=7, loc="lower right")
-    axis.set_title(title, fontsize=9, pad=14)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def plot_matrix(matrix: np.ndarray, names: Sequence[str], title: str, path: Path) -> None:
-    """The performance matrix ``R[k, j]`` (rows: after window k; columns: task j)."""
-    figure, axis = plt.subplots(figsize=(1.2 * len(names) + 2.5, 0.45 * len(matrix) + 1.6))
-    image = axis.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-    for (k, j), value in np.ndenumerate(matrix):
-        if np.isfinite(value):
-            colour = "white" if value < 0.6 else "black"
-            axis.text(j, k, f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
-    axis.set_xticks(range(len(names)), names, fontsize=7)
-    rows = ["start", *(f"window {k}" for k in range(1, len(matrix)))]
-    axis.set_yticks(range(len(matrix)), rows, fontsize=7)
-    figure.colorbar(image, ax=axis, fraction=0.05)
-    axis.set_title(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 def build_report(path: Path, out: Path) -> list[Block]:
