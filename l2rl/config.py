@@ -304,22 +304,32 @@ def parse_config(data: Mapping[str, Any]) -> RunConfig:
         raise ConfigError(format_validation_error(err, "config")) from None
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read a YAML config file, apply overrides, validate.
+def read_yaml_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """The mapping a YAML file holds.
 
     Raises:
-        ConfigError: the file is missing, is not a YAML mapping, or fails validation.
+        ConfigError: the file is missing (naming ``what`` it should be), is not valid YAML,
+            or does not hold a mapping.
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{what} file not found: {path}")
     try:
         data = load_yaml(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
-    return parse_config(apply_overrides(data, overrides))
+    return data
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML config file, apply overrides, validate.
+
+    Raises:
+        ConfigError: the file is missing, is not a YAML mapping, or fails validation.
+    """
+    return parse_config(apply_overrides(read_yaml_mapping(path), overrides))
 
 
 def dump_config(config: RunConfig) -> str:

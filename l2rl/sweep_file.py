@@ -31,16 +31,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from l2rl.config import (
     ConfigError,
     RunConfig,
     format_validation_error,
-    load_yaml,
     merge_method,
     parse_config,
+    read_yaml_mapping,
 )
 
 Cell = tuple[str, str]
@@ -81,15 +80,7 @@ def load_sweep(path: Path) -> SweepFile:
     Raises:
         ConfigError: the file is missing, not YAML, or invalid.
     """
-    if not path.is_file():
-        raise ConfigError(f"sweep file not found: {path}")
-    try:
-        data = load_yaml(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping at the top level")
-    return parse_sweep(data, path.parent)
+    return parse_sweep(read_yaml_mapping(path, "sweep"), path.parent)
 
 
 def cell_configs(sweep: SweepFile) -> dict[Cell, tuple[Path, RunConfig]]:
@@ -104,7 +95,7 @@ def cell_configs(sweep: SweepFile) -> dict[Cell, tuple[Path, RunConfig]]:
     for scenario, path in sweep.scenarios.items():
         if not path.is_file():
             raise ConfigError(f"sweep scenario {scenario!r}: base config not found: {path}")
-        base = load_yaml(path.read_text())
+        base = read_yaml_mapping(path)
         for method, changes in sweep.methods.items():
             data = merge_method(base, changes)
             data.update(name=method, seeds=sweep.seeds, output_dir=str(sweep.output / scenario))

@@ -3,9 +3,8 @@ alone, and the rerun script finds every differing field."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -14,18 +13,6 @@ from l2rl.config import parse_config
 from l2rl.sweep import run_sweep
 
 BASELINES = Path(__file__).resolve().parents[2] / "experiments" / "baselines"
-
-
-def _module(name: str) -> ModuleType:
-    sys.path.insert(0, str(BASELINES))  # rerun_cell imports run as a sibling module
-    try:
-        spec = importlib.util.spec_from_file_location(name, BASELINES / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BASELINES))
-    return module
 
 
 def _tiny(output: Path, replay: dict[str, Any]) -> Any:
@@ -47,8 +34,10 @@ def _tiny(output: Path, replay: dict[str, Any]) -> Any:
     )
 
 
-def test_table_is_rebuilt_from_committed_records_alone(tmp_path: Path) -> None:
-    run = _module("run")
+def test_table_is_rebuilt_from_committed_records_alone(
+    tmp_path: Path, experiment_script: Callable[..., ModuleType]
+) -> None:
+    run = experiment_script("baselines")
     runs, records = tmp_path / "runs", tmp_path / "records"
     grid = {
         ("cartpole-variants", "fine-tuning"): (
@@ -87,8 +76,10 @@ def test_table_is_rebuilt_from_committed_records_alone(tmp_path: Path) -> None:
     assert again == markdown
 
 
-def test_rerun_comparison_names_every_differing_field() -> None:
-    rerun = _module("rerun_cell")
+def test_rerun_comparison_names_every_differing_field(
+    experiment_script: Callable[..., ModuleType],
+) -> None:
+    rerun = experiment_script("baselines", "rerun_cell")
     rows = [{"score": 0.5, "episode_returns": [1.0, 2.0]}, {"score": 0.25}]
     assert rerun.compare_rows("evals.jsonl", rows, [dict(r) for r in rows]) == []
     changed = [rows[0], {"score": 0.5}]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -10,27 +10,36 @@ import pytest
 
 from l2rl.builder import check_config
 from l2rl.config import load_config, load_yaml
+from l2rl.sweep_file import cell_configs, load_sweep
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
-def baselines_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "baselines_run", EXPERIMENTS / "baselines" / "run.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SWEEP_FILES = {"sweep.yaml"}
+"""Sweep files among the example configs (l2rl.sweep_file), checked cell by cell."""
 
 
-@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in EXPERIMENTS.glob("*.yaml") if p.name not in SWEEP_FILES),
+    ids=lambda p: p.name,
+)
 def test_experiment_config_builds(path: Path) -> None:
     check_config(load_config(path))
 
 
-def test_every_baseline_builds(tmp_path: Path) -> None:
-    module = baselines_module()
+@pytest.mark.parametrize("name", sorted(SWEEP_FILES))
+def test_every_cell_of_the_example_sweep_builds(name: str) -> None:
+    cells = cell_configs(load_sweep(EXPERIMENTS / name))
+    assert cells
+    for _, config in cells.values():
+        check_config(config)
+
+
+def test_every_baseline_builds(
+    tmp_path: Path, experiment_script: Callable[..., ModuleType]
+) -> None:
+    module = experiment_script("baselines")
     methods = list(load_yaml((EXPERIMENTS / "baselines" / "methods.yaml").read_text()))
     assert "fine-tuning" in methods and len(methods) == 9
     grid = module.experiment_configs(list(module.AVAILABLE), methods, [0], tmp_path)

@@ -4,7 +4,7 @@ runs end to end on tiny budgets derived from the committed configs."""
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -17,16 +17,10 @@ from l2rl.config import load_yaml
 FOLDER = Path(__file__).resolve().parents[2] / "experiments" / "task_agnostic"
 
 
-def _run_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("task_agnostic_run", FOLDER / "run.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_methods_differ_only_in_where_task_ends_come_from() -> None:
-    run = _run_module()
+def test_the_methods_differ_only_in_where_task_ends_come_from(
+    experiment_script: Callable[..., ModuleType],
+) -> None:
+    run = experiment_script("task_agnostic")
     grid = run.GRID.experiment_configs(["cartpole-variants"], run.GRID.methods(), [0], Path("x"))
     configs = {method: config for (_, method), (_, config) in grid.items()}
     aware = {m: c.scenario.task_aware for m, c in configs.items()}
@@ -41,10 +35,10 @@ def test_the_methods_differ_only_in_where_task_ends_come_from() -> None:
 
 
 def test_the_whole_pipeline_runs_and_reports_detections(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, experiment_script: Callable[..., ModuleType]
 ) -> None:
     monkeypatch.setattr(aggregate, "RLIABLE_RESAMPLES", 20)
-    run = _run_module()
+    run = experiment_script("task_agnostic")
     configs = tmp_path / "configs"
     configs.mkdir()
     base = load_yaml((FOLDER / "cartpole-variants.yaml").read_text())

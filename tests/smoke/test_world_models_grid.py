@@ -4,7 +4,7 @@ tiny budgets derived from those configs."""
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,16 +21,10 @@ FOLDER = Path(__file__).resolve().parents[2] / "experiments" / "world_models"
 PROBE = "world-model-heldout"
 
 
-def _run_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("world_models_run", FOLDER / "run.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_every_method_stores_the_same_number_of_transitions() -> None:
-    run = _run_module()
+def test_every_method_stores_the_same_number_of_transitions(
+    experiment_script: Callable[..., ModuleType],
+) -> None:
+    run = experiment_script("world_models")
     methods = run.GRID.methods()
     assert methods == ["fifo", "reservoir", "wmar", "continual-dreamer"]
     grid = run.GRID.experiment_configs(list(run.GRID.scenarios), methods, [0], Path("unused"))
@@ -89,11 +83,11 @@ def _tiny(config: dict[str, Any], steps: int) -> dict[str, Any]:
 
 
 def test_the_whole_pipeline_runs_and_reports_from_records_alone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, experiment_script: Callable[..., ModuleType]
 ) -> None:
     # rliable's bootstraps dominate a tiny grid's report; their size is not under test here
     monkeypatch.setattr(aggregate, "RLIABLE_RESAMPLES", 20)
-    run = _run_module()
+    run = experiment_script("world_models")
     configs = tmp_path / "configs"
     configs.mkdir()
     for scenario in run.GRID.scenarios:
