@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -542,10 +542,9 @@ class Runner:
             updates = 0
             ctx.sleeping = True
             try:
-                try:
-                    batches = iter(component.sleep_batches(ctx, task))
-                except Exception as exc:
-                    raise ComponentError(component.name, "sleep_batches", exc) from exc
+                batches = _named_errors(
+                    component, "sleep_batches", component.sleep_batches, ctx, task
+                )
                 for batch in batches:
                     self._update(learner, batch, sleeper=component)
                     updates += 1
@@ -679,6 +678,24 @@ class Runner:
             self.ctx.task = info
         if self.progress is not None:
             self.progress.start_block(info.block, len(self.scenario.schedule), info.name)
+
+
+def _named_errors(
+    component: Component, method: str, function: Callable[..., Iterable[Any]], *args: Any
+) -> Iterator[Any]:
+    """The items of ``function(*args)``, an error raised making or iterating them re-raised
+    as a :class:`ComponentError` naming ``component`` and ``method`` (a generator's body runs
+    only as it is iterated)."""
+    try:
+        items = iter(function(*args))
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            yield item
+    except Exception as exc:
+        raise ComponentError(component.name, method, exc) from exc
 
 
 def _without_task(record: EvalRecord) -> EvalRecord:

@@ -188,3 +188,30 @@ def test_distillation_pulls_a_drifted_policy_back_to_its_recorded_outputs() -> N
         sum(losses.values()).backward()
         agent.optimizer.step()
     assert kl() < 0.2 * before
+
+
+class Failing(Component):
+    """A consolidator whose batch generator fails after one batch."""
+
+    role = "consolidator"
+
+    def sleep_batches(self, ctx: RunContext, task: TaskInfo) -> Any:
+        yield 0
+        raise ValueError("no more data")
+
+    def sleep_losses(self, ctx: RunContext, batch: Any) -> Losses:
+        weights = torch.cat([p.reshape(-1) for p in ctx.agent.networks().parameters()])
+        return {"loss_to_zero": weights.pow(2).sum()}
+
+
+def test_an_error_in_a_sleep_generator_names_the_component_and_the_method() -> None:
+    from l2rl.hooks import ComponentError
+
+    scenario = fake_scenario(num_tasks=1, steps_per_task=20)
+    env_spec = scenario.env_spec()
+    failing = Failing(PluginConfig(), env_spec)
+    failing.name = "failing"
+    agent = FakeAgent(FakeAgent.Config(), env_spec, AgentServices(), seed=0)
+    runner = Runner(scenario, agent, [failing], EvalConfig(every=20, episodes=1), 0)
+    with pytest.raises(ComponentError, match="'failing' failed in sleep_batches: ValueError"):
+        runner.run()
