@@ -435,12 +435,17 @@ class EvalScalarCurves:
         slug: names the figure ``<scenario>-<slug>.png``.
         label: the y axis.
         title: the figure's title after the scenario's name.
+        log_y: a logarithmic y axis (losses falling by orders of magnitude).
+        table: also tabulate, per method and task, the value at the end of the task's own
+            window and at the run's end (how much of it the run kept).
     """
 
     tag: str
     slug: str
     label: str
     title: str
+    log_y: bool = False
+    table: bool = False
 
     def __call__(self, data: SectionInput) -> list[str]:
         """Draw the figure; its markdown lines (none when no run logged the tag)."""
@@ -474,10 +479,49 @@ class EvalScalarCurves:
                 axis.axvline(end, color="grey", linestyle="--", linewidth=0.7)
             axis.set_title(f"held-out data of {task}", fontsize=9)
             axis.set_xlabel("env steps")
+            if self.log_y:
+                axis.set_yscale("log")
         name = f"{data.scenario}-{self.slug}.png"
         title = f"{data.scenario}: {self.title}"
         save_panels(figure, axes, self.label, title, data.results / name)
-        return [f"![{data.scenario} {self.title}]({name})", ""]
+        lines = [f"![{data.scenario} {self.title}]({name})", ""]
+        if self.table:
+            lines += self._kept(data.seed_dirs[shown[0]][0], tasks, shown, curves)
+        return lines
+
+    def _kept(
+        self,
+        seed_dir: Path,
+        tasks: list[str],
+        methods: list[str],
+        curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
+    ) -> list[str]:
+        """Per method and task: the mean value when the task's first window ended -> at the
+        run's end (the ratio in brackets)."""
+        schedule = json.loads((seed_dir / "scenario.json").read_text())["schedule"]
+        ends = window_ends(seed_dir)
+        own: dict[str, int] = {}
+        for block, entry in enumerate(schedule):
+            own.setdefault(tasks[entry["task_index"]], ends[block])
+        lines = [
+            f"{self.label}: at the end of the task's own window -> at the run's end "
+            "(ratio), mean over seeds:",
+            "",
+            "| method | " + " | ".join(tasks) + " |",
+            "|---" * (len(tasks) + 1) + "|",
+        ]
+        for method in methods:
+            cells = []
+            for task in tasks:
+                steps, values = curves[method].get(task, (np.array([]), np.array([])))
+                at = {int(step): float(value) for step, value in zip(steps, values, strict=True)}
+                if own[task] in at and ends[-1] in at:
+                    start, end = at[own[task]], at[ends[-1]]
+                    cells.append(f"{start:.3g} -> {end:.3g} ({end / start:.2f}x)")
+                else:
+                    cells.append("n/a")
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        return [*lines, ""]
 
 
 DETECTION_COLUMNS = (

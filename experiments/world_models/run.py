@@ -42,6 +42,8 @@ GRID = Grid(
             slug="heldout-loss",
             label="world-model loss (sum of its terms)",
             title="world-model loss on each task's held-out random-policy data",
+            log_y=True,
+            table=True,
         ),
     ),
 )

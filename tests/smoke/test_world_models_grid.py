@@ -116,8 +116,10 @@ def test_the_whole_pipeline_runs_and_reports_from_records_alone(
         for name in ("curves", "heldout-loss", "profiles"):
             assert (results / f"{scenario}-{name}.png").is_file(), name
     for method in ("fifo", "reservoir", "wmar", "continual-dreamer"):
-        assert markdown.count(f"| {method} |") == 4  # headline and per-task rows, 2 scenarios
+        # headline, per-task and held-out-loss rows, 2 scenarios
+        assert markdown.count(f"| {method} |") == 6
     assert "P(> fifo)" in markdown
+    assert "at the end of the task's own window -> at the run's end" in markdown
 
     # a grid cut short is collected from its finished seeds without running anything
     collected = tmp_path / "collected"
