@@ -57,13 +57,7 @@ class PageHinkley:
         self._down += z - self._mean + self.drift
         self._up_min = min(self._up_min, self._up)
         self._down_max = max(self._down_max, self._down)
-        if self.direction != "decrease" and self._up - self._up_min > self.threshold:
-            self.reset()
-            return "increase"
-        if self.direction != "increase" and self._down_max - self._down > self.threshold:
-            self.reset()
-            return "decrease"
-        return ""
+        return _decide(self, self._up - self._up_min, self._down_max - self._down)
 
     def reset(self) -> None:
         """Forget everything seen (after an alarm, or when a new regime starts)."""
@@ -95,14 +89,22 @@ class CUSUM:
         """Feed one z-score; the direction of an alarm, or ``""``."""
         self._high = max(0.0, self._high + z - self.drift)
         self._low = max(0.0, self._low - z - self.drift)
-        if self.direction != "decrease" and self._high > self.threshold:
-            self.reset()
-            return "increase"
-        if self.direction != "increase" and self._low > self.threshold:
-            self.reset()
-            return "decrease"
-        return ""
+        return _decide(self, self._high, self._low)
 
     def reset(self) -> None:
         """Restart both sums from 0."""
         self._high = self._low = 0.0
+
+
+def _decide(test: PageHinkley | CUSUM, rise: float, fall: float) -> str:
+    """The alarm of a two-sided test whose statistics for an increase and a decrease of the
+    mean are ``rise`` and ``fall`` (``direction`` and ``threshold`` as the test's); the test
+    resets on an alarm."""
+    if test.direction != "decrease" and rise > test.threshold:
+        alarm = "increase"
+    elif test.direction != "increase" and fall > test.threshold:
+        alarm = "decrease"
+    else:
+        return ""
+    test.reset()
+    return alarm
