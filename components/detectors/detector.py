@@ -10,10 +10,16 @@ The watched statistic is, per option ``statistic``:
 A regime's mean and standard deviation are estimated from its first ``warmup`` values;
 later values are fed to the change-point test (:mod:`.changepoint`) as z-scores. On an
 alarm the detector asks for a task change (:meth:`l2rl.core.RunContext.request_task_change`)
-and warms up again on the new regime. With ``recognise``, it asks only after that warm-up,
-naming the earlier inferred task whose stored regime mean is nearest to the new one if it
-lies within ``match_tolerance`` of that regime's standard deviations (a return to that
-task), or a new task otherwise; detection is then ``warmup`` values later.
+and warms up again on the new regime. With ``rewarm_opposite`` and a one-sided
+``direction``, a change the other way only re-estimates the regime: a learning agent's
+returns rise (and its losses fall) within a task, and a regime estimated early in learning
+would otherwise make every later value look like a change.
+
+With ``recognise``, it asks only after the new regime's warm-up, naming the earlier
+inferred task whose stored regime (its latest estimate) has the mean nearest to the new one
+if it lies within ``match_tolerance`` of that regime's standard deviations (a return to
+that task), or a new task otherwise; detection is then ``warmup`` values later. A new regime
+that matches the current task's own is taken for a false alarm, and no change is asked for.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from l2rl.config import PluginConfig
 from l2rl.core import Component, RunContext
@@ -58,8 +64,21 @@ class DetectorConfig(PluginConfig):
         default=1.0, gt=0, description="With recognise: a match is within this many stds."
     )
     min_std: float = Field(
-        default=1e-3, gt=0, description="Floor of a regime's std (constant statistics)."
+        default=1e-3,
+        gt=0,
+        description="Floor of a regime's std, in the statistic's units (constant statistics).",
     )
+    rewarm_opposite: bool = Field(
+        default=False,
+        description="With a one-sided direction: a change the other way re-estimates the "
+        "regime instead of asking for a task change (module docstring).",
+    )
+
+    @model_validator(mode="after")
+    def _one_sided_to_rewarm(self) -> DetectorConfig:
+        if self.rewarm_opposite and self.direction == "both":
+            raise ValueError("rewarm_opposite needs direction 'increase' or 'decrease'")
+        return self
 
 
 class ChangeDetector(Component):
@@ -81,7 +100,9 @@ class ChangeDetector(Component):
         super().__init__(config, env_spec)
         if config.statistic == "loss":
             self.learner = config.learner  # its update hooks are the ones this one gets
-        self.test = self.test_class(config.drift, config.threshold, config.direction)
+        # with rewarm_opposite the test watches both ways; observe() tells the two apart
+        watched = "both" if config.rewarm_opposite else config.direction
+        self.test = self.test_class(config.drift, config.threshold, watched)
         self.returns: dict[int, float] = {}
         self.warm: list[float] = []  # values of the current warm-up
         self.mean, self.std = 0.0, 1.0
@@ -126,6 +147,8 @@ class ChangeDetector(Component):
         if not alarm:
             return
         self.warm = []
+        if alarm != self.config.direction and self.config.rewarm_opposite:
+            return  # the regime moved the expected way: only re-estimate it
         if self.config.recognise:
             self.alarm = alarm  # ask once the new regime's statistics are known
         else:
@@ -139,19 +162,21 @@ class ChangeDetector(Component):
         self.test.reset()
         current = ctx.task.index if ctx.task is not None else 0
         if self.alarm:
-            match = self._match(mean, exclude=current)
+            match = self._match(mean)
             reason = f"{self.test_name}: the statistic's mean {self._word(self.alarm)}"
             self.alarm = ""
+            if match == current:  # the alarm was false: the regime is the task's own
+                self.regimes[current] = (self.mean, self.std)
+                return
             self.pending = (self.mean, self.std)
             ctx.request_task_change(reason, match)
-        else:
-            self.regimes.setdefault(current, (self.mean, self.std))
+        else:  # the task's latest regime: its first, or one re-estimated on the way
+            self.regimes[current] = (self.mean, self.std)
 
-    def _match(self, mean: float, exclude: int) -> int | None:
-        """The earlier inferred task whose regime mean is nearest ``mean``, if close."""
-        distances = {
-            task: abs(mean - m) / s for task, (m, s) in self.regimes.items() if task != exclude
-        }
+    def _match(self, mean: float) -> int | None:
+        """The inferred task (the current one included) whose regime mean is nearest
+        ``mean``, if close."""
+        distances = {task: abs(mean - m) / s for task, (m, s) in self.regimes.items()}
         if not distances:
             return None
         task = min(distances, key=lambda t: distances[t])

@@ -49,10 +49,12 @@ def test_the_whole_pipeline_runs_and_reports_detections(
     base["evaluation"].update(every=150, episodes=1)
     (configs / "cartpole-variants.yaml").write_text(yaml.safe_dump(base))
     methods = load_yaml((FOLDER / "methods.yaml").read_text())
-    for method in ("ewc-page-hinkley", "ewc-cusum"):  # sensitive enough to fire on 600 steps
-        methods[method]["components+"][0]["options"].update(
-            warmup=5, threshold=2.0, direction="both"
-        )
+    # sensitive enough to fire on 600 steps (DQN's TD loss moves at every step; 30-step
+    # episodes give too few returns)
+    touchy = {"statistic": "loss", "loss_key": "loss_td", "warmup": 5, "threshold": 2.0}
+    for method in ("ewc-page-hinkley", "ewc-cusum"):
+        options = methods[method]["components+"][0]["options"]
+        options.update(touchy, direction="both", rewarm_opposite=False, min_std=1e-3)
     (configs / "methods.yaml").write_text(yaml.safe_dump(methods))
 
     records, results = tmp_path / "records", tmp_path / "results"

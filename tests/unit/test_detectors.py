@@ -66,6 +66,98 @@ def test_a_shift_of_two_sigmas_is_found_fast_and_noise_rarely_alarms(make: Any) 
     assert false_alarms / stationary < 0.005
 
 
+# --- the detector on a stream, its runner played by hand --------------------------------
+class StreamContext:
+    """What a detector uses of a RunContext; a requested change opens the next task at once
+    (a new id, or the one named), as the runner does after the step."""
+
+    def __init__(self) -> None:
+        self.task = TaskInfo(0, "inferred-0", 0, 1, inferred=True)
+        self.sleeping = False
+        self.changes: list[tuple[int, int | None]] = []  # (value index, named id)
+        self.seen = 0
+
+    def feed(self, detector: CUSUMDetector, values: np.ndarray) -> None:
+        ctx: Any = self
+        for value in values:
+            self.pending: tuple[str, int | None] | None = None
+            detector.observe(ctx, float(value))
+            self.seen += 1
+            if self.pending is not None:
+                named = self.pending[1]
+                index = self.task.num_tasks if named is None else named
+                self.changes.append((self.seen, named))
+                total = max(self.task.num_tasks, index + 1)
+                self.task = TaskInfo(index, f"inferred-{index}", len(self.changes), total, True)
+                detector.on_task_start(ctx, self.task)
+
+    def request_task_change(self, reason: str, task_id: int | None = None) -> None:
+        self.pending = (reason, task_id)
+
+
+def stream_detector(**options: Any) -> CUSUMDetector:
+    config = CUSUMDetector.Config(warmup=50, threshold=8.0, **options)
+    return CUSUMDetector(config, fake_scenario(num_tasks=1).env_spec())
+
+
+def test_recognise_names_the_earlier_task_a_stream_returns_to() -> None:
+    named, delays, plain_ids = [], [], []
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        values = np.concatenate([rng.normal(m, 1.0, 200) for m in (0.0, 6.0, 0.0)])
+        ctx = StreamContext()
+        ctx.feed(stream_detector(recognise=True, match_tolerance=1.0), values)
+        named.append([task for _, task in ctx.changes])
+        # asked for once the new regime's 50 values are in
+        delays += [at - change for (at, _), change in zip(ctx.changes, (200, 400), strict=False)]
+        plain = StreamContext()
+        plain.feed(stream_detector(), values)
+        plain_ids.append([task for _, task in plain.changes])
+    # B is a new task, the return to A names id 0 (in 9 of 10 streams: in one a false
+    # alarm late in B warms up on a mix of both regimes, which matches neither)
+    assert named.count([None, 0]) >= 9
+    assert sorted(delays)[1] >= 50 and sorted(delays)[-2] < 60
+    # without recognise every change (the return included) opens a new id
+    assert all(len(ids) >= 2 and set(ids) == {None} for ids in plain_ids)
+
+
+def test_recognise_takes_an_alarm_whose_new_regime_is_the_tasks_own_for_false() -> None:
+    rng = np.random.default_rng(2)
+    # a test so touchy that noise alone alarms; each re-warmed regime is task 0's again
+    touchy = CUSUMDetector(
+        CUSUMDetector.Config(warmup=50, threshold=1.0, drift=0.0, recognise=True),
+        fake_scenario(num_tasks=1).env_spec(),
+    )
+    ctx = StreamContext()
+    ctx.feed(touchy, rng.normal(0.0, 1.0, 2000))
+    assert ctx.changes == [] and list(touchy.regimes) == [0]
+
+
+def test_rewarm_opposite_follows_learning_and_alarms_only_on_the_drop() -> None:
+    at_drop, early_alarms, both_alarms = 0, 0, []
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        # returns climb from 10 to 200 while the agent learns, stay, then fall to 60
+        climb = np.linspace(10, 200, 300) + rng.normal(0, 5, 300)
+        values = np.concatenate([climb, rng.normal(200, 5, 300), rng.normal(60, 5, 200)])
+        ctx = StreamContext()
+        ctx.feed(stream_detector(direction="decrease", rewarm_opposite=True), values)
+        at_drop += [at for at, _ in ctx.changes] == [601]
+        # a plain decrease-only test stays on the regime of its first warm-up (returns
+        # about 26) and misses a fall to a level above it
+        early = StreamContext()
+        early.feed(stream_detector(direction="decrease"), values)
+        early_alarms += len(early.changes)
+        # a two-sided one calls every rise of learning a task change
+        both = StreamContext()
+        both.feed(stream_detector(direction="both"), values)
+        both_alarms.append(len(both.changes))
+    assert at_drop >= 9  # one false alarm in ten 300-value stationary stretches at most
+    assert early_alarms == 0 and min(both_alarms) > 3
+    with pytest.raises(ValueError, match="rewarm_opposite needs"):
+        stream_detector(rewarm_opposite=True)
+
+
 # --- the detectors in runs --------------------------------------------------------------
 class ScriptedDetector(Component):
     """A detector that asks for a change at fixed steps (recognising task 0 at the 2nd)."""
