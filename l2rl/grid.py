@@ -379,12 +379,15 @@ class Grid:
                     if (run_dir / "metrics.json").is_file():  # finished (all are, after a sweep)
                         destination = args.records / scenario / method / f"seed_{seed}"
                         self.copy_records(run_dir, destination)
+        # the report covers every committed cell, not only the ones this call ran
+        everything = self.methods(args.configs)
         cells = {}
-        for scenario, method in grid:
-            per_seed = cell_metrics(args.records / scenario / method)
-            if per_seed:  # whatever seeds are committed, so a partial grid reports honestly
-                cells[(scenario, method)] = per_seed
-        print(self.write_report(cells, methods, args.results, args.records))
+        for scenario in dict.fromkeys([*self.scenarios, *args.scenarios]):
+            for method in everything:
+                per_seed = cell_metrics(args.records / scenario / method)
+                if per_seed:  # whatever seeds are committed: a partial grid reports honestly
+                    cells[(scenario, method)] = per_seed
+        print(self.write_report(cells, everything, args.results, args.records))
         return 0
 
 
