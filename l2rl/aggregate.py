@@ -93,7 +93,8 @@ def _complete_rows(matrix: FloatArray) -> FloatArray:
 def _normalized_ft(x: FloatArray, y: FloatArray) -> FloatArray:
     """Continual World's ``normalized_ft`` per task, averaged over tasks (last axis)."""
     ref = y.mean(axis=-2)
-    transfer: FloatArray = ((x.mean(axis=-2) - ref) / (1.0 - ref)).mean(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a reference at 1: the caller's
+        transfer: FloatArray = ((x.mean(axis=-2) - ref) / (1.0 - ref)).mean(axis=-1)
     return transfer
 
 
@@ -107,6 +108,8 @@ def cw_forward_transfer_interval(
     ``FT_i = (mean_s AUC_si - mean_r AUC^ref_ri) / (1 - mean_r AUC^ref_ri)`` is averaged over
     tasks; the interval resamples method seeds and reference seeds independently. Tasks
     undefined in every seed (never trained) are left out, then seeds missing any task.
+    Where the reference's AUC is 1 on a task (in the seeds, or in a bootstrap resample of
+    them), the formula divides by zero and forward transfer is undefined (NaN).
 
     >>> cw_forward_transfer_interval([[0.75], [0.75]], [[0.5], [0.5]])
     Interval(estimate=0.5, low=0.5, high=0.5, n=2)
@@ -126,7 +129,10 @@ def cw_forward_transfer_interval(
     x_resampled = x[rng.choice(len(x), (CW_RESAMPLES, len(x)))]
     y_resampled = y[rng.choice(len(y), (CW_RESAMPLES, len(y)))]
     estimate = float(_normalized_ft(x, y))
-    return Interval(estimate, *_cw_quantiles(_normalized_ft(x_resampled, y_resampled)), len(x))
+    resampled = _normalized_ft(x_resampled, y_resampled)
+    if not (math.isfinite(estimate) and np.all(np.isfinite(resampled))):
+        return _UNDEFINED  # a reference at 1 leaves no room: their formula divides by zero
+    return Interval(estimate, *_cw_quantiles(resampled), len(x))
 
 
 @contextmanager

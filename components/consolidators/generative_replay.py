@@ -170,6 +170,20 @@ class GenerativeReplay(Component):
         """The generator (VAE)."""
         return (self.generator,)
 
+    def kept_nbytes(self, policy: nn.Module) -> int:
+        """Bytes of what this consolidator keeps of earlier tasks once it has slept: the VAE
+        and its frozen copy, the consolidated policy ``pi_S`` (a copy of ``policy``, the
+        agent's network) and the full real buffer. Optimiser moments are left out: every
+        learner, the agent included, has them. This is what an equal-memory comparison
+        takes off the replay's capacity.
+
+        Args:
+            policy: the agent's network (:meth:`l2rl.core.Agent.networks`).
+        """
+        vae = sum(p.numel() * p.element_size() for p in self.vae.parameters())
+        pi_s = sum(t.numel() * t.element_size() for t in policy.state_dict().values())
+        return int(2 * vae + pi_s + self.real.nbytes)
+
     def to_input(self, obs: torch.Tensor) -> torch.Tensor:
         """Observations as the VAE sees them: flattened, scaled by the space's bounds."""
         return obs.reshape(len(obs), -1).float() / self.scale

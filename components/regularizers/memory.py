@@ -54,6 +54,11 @@ class Reservoir:
         """Rows held."""
         return min(self.seen, self.capacity)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the reservoir once full (every slot of every field)."""
+        return sum(int(array.nbytes) for array in self._arrays.values())
+
     def add(self, row: Mapping[str, Any]) -> None:
         """Offer one row (a value for every field)."""
         # Algorithm R: fill the free slots, then row n+1 replaces one with prob. capacity/(n+1).

@@ -90,6 +90,15 @@ def test_cw_forward_transfer_interval_leaves_out_undefined_tasks_then_seeds() ->
     assert cw_forward_transfer_interval([], reference).n == 0
 
 
+def test_cw_forward_transfer_interval_is_undefined_where_a_reference_scores_one() -> None:
+    # every reference seed at 1: the estimate divides by zero
+    perfect = cw_forward_transfer_interval([[0.5], [0.7]], [[1.0], [1.0]])
+    assert perfect.n == 0 and math.isnan(perfect.estimate)
+    # one reference seed at 1: some resamples hold only that seed, so the interval is too
+    some = cw_forward_transfer_interval([[0.5], [0.7]], [[1.0], [0.5]])
+    assert some.n == 0 and math.isnan(some.low)
+
+
 def test_aggregate_seeds_summarises_every_headline_key() -> None:
     per_seed = [
         {**dict.fromkeys(HEADLINE_METRICS, 1.0), "cw_forward_transfer": None},
