@@ -67,6 +67,7 @@ from l2rl.logging.l2logger import REFERENCE_EPISODES_FILE, export_run
 from l2rl.logging.recorder import (
     EPISODES_FILE,
     EVAL_SCALARS_FILE,
+    SLEEP_EVALS_FILE,
     SLEEPS_FILE,
     TASK_CHANGES_FILE,
     WINDOWS_FILE,
@@ -258,6 +259,7 @@ def _train_and_measure(
         _truncate_rows(run_dir / EPISODES_FILE, "global_step", kept)
         _truncate_rows(run_dir / TASK_CHANGES_FILE, "global_step", kept)
         _truncate_rows(run_dir / SLEEPS_FILE, "global_step", kept)
+        _truncate_rows(run_dir / SLEEP_EVALS_FILE, "global_step", kept)
     resumed_from = None if checkpoint is None else int(checkpoint["global_step"])
     if checkpoint is not None:
         _note_resume(run_dir, checkpoint)

@@ -19,7 +19,10 @@ writes in the l2logger format:
 * before training, an evaluation block: the round before training, one regime per task;
 * per training window ``k``: a learning block ``2k + 1`` holding the window's finished
   training episodes, then an evaluation block ``2k + 2`` holding the round closing window
-  ``k``, one regime per task, each of its evaluation episodes one experience.
+  ``k``, one regime per task, each of its evaluation episodes one experience; in a
+  task-aware run with a sleep phase, the round after the window's sleep follows in the
+  same block as ``sleep`` regimes (a sleep at a detected change, inside a window, has no
+  round of its own).
 
 The performance of an experience is its undiscounted return (l2metrics' default ``reward``
 column), not l2rl's normalised score, which single episodes do not have. Evaluation rounds
@@ -139,9 +142,15 @@ class L2MMetrics:
     not_applicable: Mapping[str, str]
 
 
-def run_regimes(records: Iterable[EvalRecord], episodes: Iterable[EpisodeRecord]) -> list[Regime]:
+def run_regimes(
+    records: Iterable[EvalRecord],
+    episodes: Iterable[EpisodeRecord],
+    sleep_records: Iterable[EvalRecord] = (),
+) -> list[Regime]:
     """The L2M log of a run (module docstring): evaluation blocks from the round before
-    training and each window's closing round, learning blocks from its training episodes.
+    training and each window's closing round, learning blocks from its training episodes;
+    a window's round after its sleep phase (``sleep_records``, ``sleep_evals.jsonl``) joins
+    its evaluation block as ``sleep`` regimes, after the ``wake`` ones.
 
     Task names are lower-cased (l2metrics lower-cases them on reading). A window without
     finished episodes, or a task without a closing evaluation, has no regime. An evaluation
@@ -156,6 +165,10 @@ def run_regimes(records: Iterable[EvalRecord], episodes: Iterable[EpisodeRecord]
         _check_name(names, record.eval_task_name)
         if record.block_end:
             closing.setdefault(record.block, []).append(record)
+    slept: dict[int, list[EvalRecord]] = {}
+    for record in sleep_records:
+        _check_name(names, record.eval_task_name)
+        slept.setdefault(record.block, []).append(record)
     trained: dict[int, list[EpisodeRecord]] = {}
     for episode in episodes:
         _check_name(names, episode.task)
@@ -171,6 +184,7 @@ def run_regimes(records: Iterable[EvalRecord], episodes: Iterable[EpisodeRecord]
             exps = tuple(next(counter) for _ in values)
             regimes.append(Regime(2 * block + 1, TRAIN, WAKE, runs[0].task.lower(), exps, values))
         regimes.extend(_test_regimes(2 * block + 2, closing.get(block, []), counter))
+        regimes.extend(_test_regimes(2 * block + 2, slept.get(block, []), counter, SLEEP))
     return regimes
 
 
@@ -181,13 +195,15 @@ def _check_name(seen: dict[str, str], name: str) -> None:
 
 
 def _test_regimes(
-    block_num: int, records: Sequence[EvalRecord], counter: Iterator[int]
+    block_num: int, records: Sequence[EvalRecord], counter: Iterator[int], subtype: str = WAKE
 ) -> list[Regime]:
     regimes = []
     for record in sorted(records, key=lambda r: r.eval_task):
         values = tuple(record.episode_returns) or (float(record.mean_return),)
         exps = tuple(next(counter) for _ in values)
-        regimes.append(Regime(block_num, TEST, WAKE, record.eval_task_name.lower(), exps, values))
+        regimes.append(
+            Regime(block_num, TEST, subtype, record.eval_task_name.lower(), exps, values)
+        )
     return regimes
 
 

@@ -269,6 +269,8 @@ class Runner:
             self.hooks.fire(Hook.TASK_END, self.ctx, info)
             self.hooks.fire(Hook.CONSOLIDATE, self.ctx, info)
             self._sleep(info)
+            if self._sleepers:  # the L2M log's post-sleep round (l2rl.logging.l2logger)
+                self._evaluate(info.block, info.index, block_end=True, after_sleep=True)
             self.ctx.task = None
         elif self._inferred is not None and info.block == len(self.scenario.schedule) - 1:
             self._close_inferred_task()  # the run ends: so does the inferred task
@@ -586,7 +588,12 @@ class Runner:
         return losses
 
     # --- evaluation -------------------------------------------------------------------
-    def _evaluate(self, block: int, trained_task: int, block_end: bool) -> None:
+    def _evaluate(
+        self, block: int, trained_task: int, block_end: bool, after_sleep: bool = False
+    ) -> None:
+        """One evaluation round of every task. ``after_sleep``: the round after a window's
+        sleep phase, recorded apart (``sleep_evals.jsonl``) and not shown to components
+        (:attr:`Hook.EVAL`) or the run's metrics: it exists for the L2M log."""
         agent, hooks, ctx = self.agent, self.hooks, self.ctx
         aware = self.scenario.task_aware
         records = []
@@ -626,6 +633,9 @@ class Runner:
                     episode_returns=tuple(float(r) for r in outcome.returns),
                 )
             )
+        if after_sleep:
+            self.recorder.sleep_evals(records)
+            return
         self.records.extend(records)
         self.recorder.evals(records)
         # In task-agnostic runs components must not learn which task a record scores.

@@ -12,7 +12,8 @@ directory::
                                           task's reference run (``scenario_type: "ste"``)
 
 Each ``data-log.tsv`` has l2logger's columns in its order: ``block_num``, ``exp_num``,
-``worker_id``, ``block_type`` (``train``/``test``), ``block_subtype`` (``wake``),
+``worker_id``, ``block_type`` (``train``/``test``), ``block_subtype`` (``wake``; ``sleep``
+for the round after a sleep phase, ``sleep_evals.jsonl``),
 ``task_name``, ``task_params`` (JSON), ``exp_status`` (``complete``), ``timestamp`` and the
 metric column ``reward`` (the experience's return), tab-separated, one experience a row,
 as ``l2logger.DataLogger`` names its folders and writes its rows. It is written here
@@ -46,7 +47,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from l2rl.logging.files import atomic_write_json, atomic_write_text, read_jsonl, read_records
-from l2rl.logging.recorder import EPISODES_FILE
+from l2rl.logging.recorder import EPISODES_FILE, SLEEP_EVALS_FILE
 from l2rl.metrics_l2m import L2MMetrics, Regime, run_regimes, summarize_l2m
 from l2rl.types import EpisodeRecord, EvalRecord
 
@@ -102,7 +103,9 @@ def read_run_logs(run_dir: Path) -> RunLogs:
     scenario = json.loads((run_dir / "scenario.json").read_text())
     episodes_file = run_dir / EPISODES_FILE
     episodes = _episodes(episodes_file) if episodes_file.is_file() else []
-    regimes = run_regimes(read_records(run_dir / "evals.jsonl"), episodes)
+    slept = run_dir / SLEEP_EVALS_FILE
+    sleep_records = read_records(slept) if slept.is_file() else []
+    regimes = run_regimes(read_records(run_dir / "evals.jsonl"), episodes, sleep_records)
     experts: dict[str, list[list[Regime]]] = {}
     if (run_dir / REFERENCE_EPISODES_FILE).is_file():
         references = _by_task(run_dir / REFERENCE_EVALS_FILE, EvalRecord.from_row)

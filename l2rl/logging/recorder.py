@@ -19,6 +19,11 @@ EPISODES_FILE = "episodes.jsonl"
 SLEEPS_FILE = "sleeps.jsonl"
 """One row per sleep phase: after which task, which consolidator and learner, how many updates."""
 
+SLEEP_EVALS_FILE = "sleep_evals.jsonl"
+"""The evaluation round after each window's sleep phase (task-aware runs with a
+consolidator): :class:`~l2rl.types.EvalRecord` rows, kept apart from ``evals.jsonl`` so that
+the Continual World metrics see the same rounds with or without a sleep."""
+
 TASK_CHANGES_FILE = "task_changes.jsonl"
 """One row per inferred task change a detector asked for (task-agnostic runs)."""
 
@@ -53,6 +58,9 @@ class Recorder:
 
     def sleep(self, record: SleepRecord) -> None:
         """Record a sleep phase that ran."""
+
+    def sleep_evals(self, records: Sequence[EvalRecord]) -> None:
+        """Record the evaluation round after a window's sleep phase."""
 
     def close(self) -> None:
         """Flush and release files."""
@@ -101,6 +109,7 @@ class DiskRecorder(Recorder):
         self._episodes = JsonlWriter(run_dir / EPISODES_FILE)
         self._task_changes: JsonlWriter | None = None
         self._sleeps: JsonlWriter | None = None
+        self._sleep_evals: JsonlWriter | None = None
         self._eval_scalars: JsonlWriter | None = None
         purge = None if resumed_from is None else resumed_from + 1
         self._tb = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge)
@@ -145,12 +154,19 @@ class DiskRecorder(Recorder):
             self._sleeps = JsonlWriter(self._run_dir / SLEEPS_FILE)
         self._sleeps.write(asdict(record))
 
+    def sleep_evals(self, records: Sequence[EvalRecord]) -> None:
+        """Append the round to ``sleep_evals.jsonl`` (created with its first row)."""
+        if self._sleep_evals is None:
+            self._sleep_evals = JsonlWriter(self._run_dir / SLEEP_EVALS_FILE)
+        for record in records:
+            self._sleep_evals.write(record_to_row(record))
+
     def close(self) -> None:
         """Close the JSONL files and the TensorBoard writer."""
         self._evals.close()
         self._windows.close()
         self._episodes.close()
-        for writer in (self._task_changes, self._sleeps):
+        for writer in (self._task_changes, self._sleeps, self._sleep_evals):
             if writer is not None:
                 writer.close()
         if self._eval_scalars is not None:

@@ -326,9 +326,9 @@ def _watch_evaluations(runner: Runner) -> list[str]:
             for learner in runner.learners
         }
 
-    def watched(block: int, trained_task: int, block_end: bool) -> None:
+    def watched(block: int, trained_task: int, block_end: bool, after_sleep: bool = False) -> None:
         before = weights()
-        evaluate(block, trained_task, block_end)
+        evaluate(block, trained_task, block_end, after_sleep)
         if not found:
             found.extend(state_differences(before, weights(), "weights"))
 

@@ -57,9 +57,11 @@ def interrupted_at(step: int) -> Iterator[None]:
     env step ``step`` (records of that evaluation written, a checkpoint of that step not)."""
     original = Runner._evaluate
 
-    def evaluate(self: Runner, block: int, trained_task: int, block_end: bool) -> None:
-        original(self, block, trained_task, block_end)
-        if self.ctx.global_step == step:
+    def evaluate(
+        self: Runner, block: int, trained_task: int, block_end: bool, after_sleep: bool = False
+    ) -> None:
+        original(self, block, trained_task, block_end, after_sleep)
+        if self.ctx.global_step == step and not after_sleep:
             raise Interrupted(f"interrupted at step {step}")
 
     Runner._evaluate = evaluate  # type: ignore[method-assign]

@@ -79,8 +79,10 @@ def test_ctrl_c_says_how_to_resume_and_resume_finishes_the_run(
 
     original = Runner._evaluate
 
-    def interrupted(self: Runner, block: int, trained_task: int, block_end: bool) -> None:
-        original(self, block, trained_task, block_end)
+    def interrupted(
+        self: Runner, block: int, trained_task: int, block_end: bool, after_sleep: bool = False
+    ) -> None:
+        original(self, block, trained_task, block_end, after_sleep)
         if block == 1:
             raise KeyboardInterrupt
 

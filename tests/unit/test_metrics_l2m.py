@@ -236,3 +236,8 @@ def test_run_regimes_builds_the_blocks_of_a_run() -> None:
     ]
     with pytest.raises(ValueError, match="differ only in case"):
         l2m.run_regimes([*records, record(1, 2, "BASE", (1.0,), True)], [])
+    # a window's round after its sleep joins the window's evaluation block, after the wake
+    slept = l2m.run_regimes(records, episodes, [record(0, 1, "Long", (2.5,), True)])
+    assert slept[:5] == regimes[:5]
+    assert slept[5] == Regime(2, TEST, "sleep", "long", (10,), (2.5,))
+    assert slept[6] == Regime(4, TEST, "wake", "base", (11,), (0.0,))

@@ -42,7 +42,7 @@ def rows(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "evals.jsonl").read_text().splitlines()]
 
 
-Evaluate = Callable[[Runner, int, int, bool], None]
+Evaluate = Callable[[Runner, int, int, bool, bool], None]
 
 
 def run_cut_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, evaluate: Evaluate) -> Path:
@@ -96,8 +96,10 @@ def test_eval_scalars_of_a_resumed_run_equal_the_uninterrupted_ones(
     # stay out of the file.
     original = Runner._evaluate
 
-    def probing(self: Runner, block: int, trained_task: int, block_end: bool) -> None:
-        original(self, block, trained_task, block_end)
+    def probing(
+        self: Runner, block: int, trained_task: int, block_end: bool, after_sleep: bool = False
+    ) -> None:
+        original(self, block, trained_task, block_end, after_sleep)
         step = self.ctx.global_step
         self.recorder.scalar("eval/probe/last_score", self.records[-1].score, step)
         self.recorder.scalar("train/not_kept", 1.0, step)

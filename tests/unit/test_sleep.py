@@ -136,6 +136,20 @@ def test_sleep_updates_are_counted_checkpointed_and_resumed_exactly(tmp_path: Pa
     plain_windows = [json.loads(line) for line in (plain / "windows.jsonl").open()]
     for slept, awake in zip(windows, plain_windows, strict=True):  # sleep updates counted
         assert slept["updates"]["agent"] == awake["updates"]["agent"] + 20
+    # after each window's sleep, one evaluation round of every task, kept apart from the
+    # run's own rounds (which equal the plain run's up to the first sleep)
+    rounds = [json.loads(line) for line in (whole / "sleep_evals.jsonl").open()]
+    assert [(r["block"], r["eval_task"], r["global_step"]) for r in rounds] == [
+        (0, 0, 300),
+        (0, 1, 300),
+        (1, 0, 600),
+        (1, 1, 600),
+    ]
+    first_window = [line for line in (plain / "evals.jsonl").open() if '"block": 0' in line]
+    assert [line for line in (whole / "evals.jsonl").open() if '"block": 0' in line] == (
+        first_window
+    )
+    assert not (plain / "sleep_evals.jsonl").exists()
 
     with interrupted_at(500), pytest.raises(Interrupted):
         run_experiment(parse_config(tiny(tmp_path)))
@@ -143,7 +157,7 @@ def test_sleep_updates_are_counted_checkpointed_and_resumed_exactly(tmp_path: Pa
         d for d in (tmp_path / "runs").glob("slept-*") if d not in (whole.parent, plain.parent)
     ]
     resume_experiment(cut)
-    for name in ("evals.jsonl", "sleeps.jsonl", "windows.jsonl"):
+    for name in ("evals.jsonl", "sleeps.jsonl", "sleep_evals.jsonl", "windows.jsonl"):
         assert (cut / "seed_0" / name).read_text() == (whole / name).read_text(), name
 
 
