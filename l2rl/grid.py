@@ -20,7 +20,8 @@ for every experiment:
 How a method changes the base setting (:func:`l2rl.config.merge_method`): a mapping merges
 into the base's mapping key by key (recursively), any other value replaces the base's, and a
 key ``<name>+`` appends its list to the base's list ``<name>`` (``components+: [...]`` adds
-components to those of the scenario's base setting).
+components to those of the scenario's base setting). A method's ``only: [scenario, ...]``
+runs it on those scenarios alone (e.g. a detector whose thresholds suit one scenario).
 """
 
 from __future__ import annotations
@@ -173,7 +174,8 @@ class Grid:
         output: Path,
         configs: Path | None = None,
     ) -> dict[Cell, tuple[Path, RunConfig]]:
-        """``(scenario, method) -> (directory, RunConfig)`` for the chosen grid.
+        """``(scenario, method) -> (directory, RunConfig)`` for the chosen grid (without
+        the cells a method's ``only`` leaves out).
 
         Args:
             scenarios: which base settings.
@@ -189,11 +191,25 @@ class Grid:
             raise SystemExit(
                 f"unknown methods {unknown}; methods.yaml has {sorted(method_changes)}"
             )
+        restricted: dict[str, list[str]] = {}
+        for method, changes in method_changes.items():
+            if "only" not in (changes or {}):
+                continue
+            only = changes["only"]
+            if not isinstance(only, list) or not set(only) <= set(self.available):
+                raise SystemExit(
+                    f"method {method!r}: `only` must list scenarios of {list(self.available)}, "
+                    f"got {only!r}"
+                )
+            restricted[method] = only
         grid = {}
         for scenario in scenarios:
             base = load_yaml((source / f"{scenario}.yaml").read_text())
             for method in methods:
-                data = merge_method(base, method_changes[method])
+                if scenario not in restricted.get(method, [scenario]):
+                    continue
+                changes = {k: v for k, v in (method_changes[method] or {}).items() if k != "only"}
+                data = merge_method(base, changes)
                 data["name"] = method
                 data["output_dir"] = str(output / scenario)
                 if seeds is not None:

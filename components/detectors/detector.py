@@ -3,6 +3,8 @@
 The watched statistic is, per option ``statistic``:
 
 - ``episode_return``: each finished training episode's return;
+- ``episode_length``: each finished training episode's length in env steps (games that
+  differ in how long an episode lasts differ in it even where returns say little);
 - ``loss``: after every optimiser step of learner ``learner`` (the agent by default; a
   world model's learner for its prediction loss), its loss ``loss_key`` (default: the sum
   of its terms), e.g. DQN's TD loss ``loss_td``.
@@ -40,7 +42,7 @@ from .changepoint import CUSUM, Direction, PageHinkley
 class DetectorConfig(PluginConfig):
     """Options every detector has (the test's own: ``drift``, ``threshold``)."""
 
-    statistic: Literal["episode_return", "loss"] = Field(
+    statistic: Literal["episode_return", "episode_length", "loss"] = Field(
         default="episode_return", description="What is watched (module docstring)."
     )
     learner: str = Field(
@@ -103,7 +105,7 @@ class ChangeDetector(Component):
         # with rewarm_opposite the test watches both ways; observe() tells the two apart
         watched = "both" if config.rewarm_opposite else config.direction
         self.test = self.test_class(config.drift, config.threshold, watched)
-        self.returns: dict[int, float] = {}
+        self.totals: dict[int, float] = {}  # per env: the running episode's return or length
         self.warm: list[float] = []  # values of the current warm-up
         self.mean, self.std = 0.0, 1.0
         self.alarm = ""  # with recognise: the alarm whose new regime is warming up
@@ -112,15 +114,16 @@ class ChangeDetector(Component):
 
     # --- the statistic ------------------------------------------------------------------
     def on_step(self, ctx: RunContext, step: Step) -> None:
-        """Sum rewards per env; feed an episode's return when it ends."""
-        if self.config.statistic != "episode_return":
+        """Sum rewards (or count steps) per env; feed the episode's total when it ends."""
+        if self.config.statistic == "loss":
             return
-        total = self.returns.get(step.env_index, 0.0) + step.reward
+        counted = step.reward if self.config.statistic == "episode_return" else 1.0
+        total = self.totals.get(step.env_index, 0.0) + counted
         if step.terminated or step.truncated:
-            self.returns.pop(step.env_index, None)
+            self.totals.pop(step.env_index, None)
             self.observe(ctx, total)
         else:
-            self.returns[step.env_index] = total
+            self.totals[step.env_index] = total
 
     def after_update(self, ctx: RunContext, stats: UpdateStats) -> None:
         """Feed the learner's loss of this optimiser step (not of a sleep phase's: those
@@ -197,7 +200,7 @@ class ChangeDetector(Component):
     def state_dict(self) -> dict[str, Any]:
         """Everything the detector carries: warm-up, regime, test sums, stored regimes."""
         return {
-            "returns": dict(self.returns),
+            "totals": dict(self.totals),
             "warm": list(self.warm),
             "mean": self.mean,
             "std": self.std,
@@ -209,7 +212,7 @@ class ChangeDetector(Component):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
-        self.returns = {int(k): float(v) for k, v in state["returns"].items()}
+        self.totals = {int(k): float(v) for k, v in state["totals"].items()}
         self.warm = [float(v) for v in state["warm"]]
         self.mean, self.std = float(state["mean"]), float(state["std"])
         self.alarm = str(state["alarm"])

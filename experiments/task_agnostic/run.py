@@ -1,5 +1,5 @@
 """EWC with oracle boundaries, detected boundaries (Page-Hinkley, CUSUM) or none, and
-fine-tuning, on a task-agnostic cartpole-variants.
+fine-tuning, on a task-agnostic cartpole-variants; and one detector on minatar-sequence.
 
     .venv/bin/python experiments/task_agnostic/run.py                 # run or resume, report
     .venv/bin/python experiments/task_agnostic/run.py --report-only   # table + plots from records
@@ -22,8 +22,8 @@ HERE = Path(__file__).resolve().parent
 GRID = Grid(
     folder=HERE,
     title="Task-agnostic EWC: oracle, detected or no task boundaries",
-    scenarios=("cartpole-variants",),
-    available=("cartpole-variants",),
+    scenarios=("cartpole-variants", "minatar-sequence"),
+    available=("cartpole-variants", "minatar-sequence"),
     baseline="fine-tuning",
     reference="fine-tuning's DQN",
     regenerate=(

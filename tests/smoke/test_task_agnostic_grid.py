@@ -32,6 +32,16 @@ def test_the_methods_differ_only_in_where_task_ends_come_from(
     assert names["ewc-cusum"] == ["ewc", "cusum"]
     agents = {c.agent.model_dump_json() for c in configs.values()}
     assert len(agents) == 1  # one agent for all
+    # minatar-sequence runs three of them, the detector one of its own
+    minatar = run.GRID.experiment_configs(["minatar-sequence"], run.GRID.methods(), [0], Path("x"))
+    names = {
+        method: [c.name for c in config.components] for (_, method), (_, config) in minatar.items()
+    }
+    assert names == {
+        "fine-tuning": [],
+        "ewc-oracle": ["ewc"],
+        "ewc-page-hinkley-length": ["ewc", "page-hinkley"],
+    }
 
 
 def test_the_whole_pipeline_runs_and_reports_detections(
@@ -59,7 +69,8 @@ def test_the_whole_pipeline_runs_and_reports_detections(
 
     records, results = tmp_path / "records", tmp_path / "results"
     paths = ["--output", str(tmp_path / "runs"), "--records", str(records)]
-    assert run.main(["--configs", str(configs), *paths, "--results", str(results)]) == 0
+    arguments = ["--scenarios", "cartpole-variants", "--configs", str(configs), *paths]
+    assert run.main([*arguments, "--results", str(results)]) == 0
     changes = records / "cartpole-variants" / "ewc-cusum" / "seed_0" / "task_changes.jsonl"
     assert changes.is_file()
     markdown = (results / "results.md").read_text()

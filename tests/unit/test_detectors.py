@@ -158,6 +158,24 @@ def test_rewarm_opposite_follows_learning_and_alarms_only_on_the_drop() -> None:
         stream_detector(rewarm_opposite=True)
 
 
+def test_episode_statistics_are_each_episodes_return_or_length_per_env() -> None:
+    seen: dict[str, list[float]] = {}
+    for statistic in ("episode_return", "episode_length"):
+        detector = stream_detector(statistic=statistic)
+        values: list[float] = []
+        detector.observe = lambda ctx, value, values=values: values.append(value)  # type: ignore[method-assign]
+        obs = np.zeros(4, dtype=np.float32)
+        # env 0: episodes of 3 steps (rewards 1, 2, 3) and 1 step (reward 5); env 1, in
+        # between: one of 2 steps (rewards 0.5, 0.5), truncated
+        script = [(0, 1.0, False), (1, 0.5, False), (0, 2.0, False), (1, 0.5, True)]
+        script += [(0, 3.0, True), (0, 5.0, True)]
+        for t, (env, reward, done) in enumerate(script):
+            step = Step(obs, 0, reward, obs, done and env == 0, done and env == 1, None, t, env)
+            detector.on_step(None, step)  # type: ignore[arg-type]
+        seen[statistic] = values
+    assert seen == {"episode_return": [1.0, 6.0, 5.0], "episode_length": [2.0, 3.0, 1.0]}
+
+
 # --- the detectors in runs --------------------------------------------------------------
 class ScriptedDetector(Component):
     """A detector that asks for a change at fixed steps (recognising task 0 at the 2nd)."""

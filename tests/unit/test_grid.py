@@ -3,11 +3,13 @@ test_docstring_examples), and the grid's curves averaged over seeds."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from l2rl.config import ConfigError, merge_method
-from l2rl.grid import mean_curves
+from l2rl.grid import Grid, mean_curves
 
 
 def test_methods_merge_mappings_replace_values_and_append_with_plus() -> None:
@@ -30,6 +32,23 @@ def test_methods_merge_mappings_replace_values_and_append_with_plus() -> None:
         merge_method(base, {"seeds+": 3})
     with pytest.raises(ConfigError, match="appends"):
         merge_method(base, {"replay+": [1]})
+
+
+def test_only_restricts_a_method_to_its_scenarios(tmp_path: Path) -> None:
+    base = (
+        "seeds: [0]\nscenario: {name: cartpole-variants, steps_per_task: 10}\n"
+        "agent: {name: dqn}\nevaluation: {every: 10, episodes: 1}\n"
+    )
+    for scenario in ("a", "b"):
+        (tmp_path / f"{scenario}.yaml").write_text(base)
+    (tmp_path / "methods.yaml").write_text("plain: {}\nnarrow: {only: [b], seeds: [3]}\n")
+    grid = Grid(tmp_path, "t", ("a", "b"), ("a", "b"), "plain", "r", ("x",), tmp_path)
+    cells = grid.experiment_configs(["a", "b"], ["plain", "narrow"], None, tmp_path)
+    assert sorted(cells) == [("a", "plain"), ("b", "narrow"), ("b", "plain")]
+    assert cells[("b", "narrow")][1].seeds == [3]  # `only` itself is no config key
+    (tmp_path / "methods.yaml").write_text("plain: {}\nnarrow: {only: [c]}\n")
+    with pytest.raises(SystemExit, match="`only` must list scenarios of"):
+        grid.experiment_configs(["a"], ["plain"], None, tmp_path)
 
 
 def test_curves_average_the_steps_every_seed_has() -> None:
