@@ -47,7 +47,7 @@ from l2rl.aggregate import (
     aggregate_seeds,
     probability_of_improvement,
 )
-from l2rl.config import RunConfig, load_yaml, merge_method, parse_config
+from l2rl.config import RunConfig, load_config, load_yaml, merge_method, parse_config
 from l2rl.experiment import metrics_of_run
 from l2rl.figures import (
     LABELS,
@@ -60,6 +60,7 @@ from l2rl.figures import (
     window_ends,
 )
 from l2rl.logging.files import read_jsonl
+from l2rl.logging.l2logger import REFERENCE_EVALS_FILE
 from l2rl.sweep import SweepEvent, run_sweep
 
 RECORD_FILES = (
@@ -68,7 +69,7 @@ RECORD_FILES = (
     "agent.json",
     "environment.json",
     "evals.jsonl",
-    "reference_evals.jsonl",
+    REFERENCE_EVALS_FILE,
 )
 """What is committed of a seed's run directory by default: its metrics come from these."""
 
@@ -220,11 +221,15 @@ class Grid:
 
     def copy_records(self, run_dir: Path, destination: Path) -> None:
         """Copy a finished seed's :attr:`record_files` (and the optional ones it has) to
-        ``destination`` (replacing it)."""
+        ``destination`` (replacing it). A run configured without reference runs
+        (``metrics.reference_runs: false``) has no ``reference_evals.jsonl`` to copy."""
         if destination.exists():
             shutil.rmtree(destination)
         destination.mkdir(parents=True)
-        for name in self.record_files:
+        required = self.record_files
+        if not load_config(run_dir / "config.yaml").metrics.reference_runs:
+            required = tuple(n for n in required if n != REFERENCE_EVALS_FILE)
+        for name in required:
             shutil.copy2(run_dir / name, destination / name)
         for name in self.optional_record_files:
             if (run_dir / name).is_file():

@@ -51,6 +51,28 @@ def test_only_restricts_a_method_to_its_scenarios(tmp_path: Path) -> None:
         grid.experiment_configs(["a"], ["plain"], None, tmp_path)
 
 
+def test_records_of_a_run_without_reference_runs_have_no_reference_file(tmp_path: Path) -> None:
+    grid = Grid(tmp_path, "t", ("a",), ("a",), "plain", "r", ("x",), tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in grid.record_files:
+        (run / name).write_text("{}\n")
+    config = (
+        "name: x\noutput_dir: o\nseeds: [0]\nagent: {name: dqn}\n"
+        "scenario: {name: cartpole-variants, steps_per_task: 10}\n"
+        "evaluation: {every: 10, episodes: 1}\nmetrics: {reference_runs: %s}\n"
+    )
+    (run / "reference_evals.jsonl").unlink()
+    (run / "config.yaml").write_text(config % "false")
+    grid.copy_records(run, tmp_path / "copied")
+    assert sorted(p.name for p in (tmp_path / "copied").iterdir()) == sorted(
+        set(grid.record_files) - {"reference_evals.jsonl"}
+    )
+    (run / "config.yaml").write_text(config % "true")  # configured with them: one is missing
+    with pytest.raises(FileNotFoundError, match="reference_evals.jsonl"):
+        grid.copy_records(run, tmp_path / "copied")
+
+
 def test_curves_average_the_steps_every_seed_has() -> None:
     runs = [
         {("a", 0): 0.0, ("a", 10): 1.0, ("b", 0): 2.0},
