@@ -82,6 +82,14 @@ class EvalConfig(_Strict):
     max_episode_steps: int | None = Field(
         default=None, gt=0, description="Cut evaluation episodes at this length (None: env's)."
     )
+    parallel_episodes: int | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "A task's episodes played in lockstep, one batched forward pass per step "
+            "(None: all of them; 1: one after another, one env per task for heavy envs)."
+        ),
+    )
 
 
 class MetricsConfig(_Strict):

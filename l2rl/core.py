@@ -435,7 +435,9 @@ class Agent(Learner):
         """
 
     def act_batch(self, obs: np.ndarray, task_id: int | None, explore: bool) -> Sequence[Any]:
-        """Actions for a stack of observations, one per training env (``num_envs > 1``).
+        """Actions for a stack of observations, one per training env (``num_envs > 1``),
+        or one per evaluation slot (``explore=False``: a task's episodes in lockstep,
+        :func:`l2rl.evaluation.run_episodes`; the stack keeps its size through a round).
 
         The default calls :meth:`act` on each; batched agents override it with one
         forward pass.
@@ -447,10 +449,11 @@ class Agent(Learner):
 
     def on_episode_start(self, env_indices: Sequence[int], evaluation: bool) -> None:
         """Episodes start in these training envs (``evaluation=False``; indices as in
-        :attr:`Step.env_index`), or in the evaluation env (``evaluation=True``, index 0),
-        before the first :meth:`act` on them. Recurrent agents reset their state here;
-        training acts with ``explore=True`` and evaluation with ``explore=False``, so the
-        two keep separate states. Default: nothing."""
+        :attr:`Step.env_index`), or in evaluation slots (``evaluation=True``; indices are
+        positions in the stack :meth:`act_batch` gets), before the first action on them.
+        Recurrent agents reset their state here; training acts with ``explore=True`` and
+        evaluation with ``explore=False``, so the two keep separate states. Default:
+        nothing."""
 
     def on_task_start(self, task: TaskInfo) -> None:
         """A new training window begins (task-aware runs only)."""

@@ -152,7 +152,7 @@ class Runner:
         self.records: list[EvalRecord] = []
         self._episodes = 0
         self._recent_returns: deque[float] = deque(maxlen=20)
-        self._eval_envs: list[gym.Env[Any, Any]] = []
+        self._eval_envs: list[list[gym.Env[Any, Any]]] = []  # per task, its lockstep slots
         self._updates_at_window_start: dict[str, int] = {}
         # Task-agnostic runs with a task-change detector infer their tasks (see
         # RunContext.request_task_change); the true boundaries stay hidden.
@@ -183,7 +183,10 @@ class Runner:
                 end (kept in the result; not given to the recorder again).
         """
         start = time.perf_counter()
-        self._eval_envs = [task.make_env() for task in self.scenario.tasks]
+        slots = min(
+            self.evaluation.parallel_episodes or self.evaluation.episodes, self.evaluation.episodes
+        )
+        self._eval_envs = [[task.make_env() for _ in range(slots)] for task in self.scenario.tasks]
         try:
             self.hooks.fire(Hook.RUN_START, self.ctx)
             window: WindowState | None = None
@@ -200,7 +203,7 @@ class Runner:
                 window = None
             self.hooks.fire(Hook.RUN_END, self.ctx)
         finally:
-            for env in self._eval_envs:
+            for env in (env for envs in self._eval_envs for env in envs):
                 env.close()
             self.recorder.close()
         return RunResult(
@@ -603,8 +606,8 @@ class Runner:
             if aware:
                 hooks.fire(Hook.EVAL_TASK_START, ctx, info)
 
-            def policy(obs: np.ndarray, task_id: int | None = task_id) -> Any:
-                return agent.act(obs, task_id, False)
+            def policy(obs: np.ndarray, task_id: int | None = task_id) -> Sequence[Any]:
+                return agent.act_batch(obs, task_id, False)
 
             outcome = run_episodes(
                 self._eval_envs[index],
@@ -612,7 +615,7 @@ class Runner:
                 self.evaluation.episodes,
                 seed=derive_seed(self.seed, _EVAL_ENV, index),
                 max_steps=self.evaluation.max_episode_steps,
-                on_reset=lambda: agent.on_episode_start([0], evaluation=True),
+                on_reset=lambda slots: agent.on_episode_start(slots, evaluation=True),
             )
             if aware:
                 hooks.fire(Hook.EVAL_TASK_END, ctx, info)

@@ -161,6 +161,21 @@ class DQNAgent(Agent):
             q = self.q(torch.as_tensor(obs).unsqueeze(0), heads)
         return int(q.argmax())
 
+    def act_batch(self, obs: np.ndarray, task_id: int | None, explore: bool) -> list[int]:
+        """Greedy actions of a stack in one forward pass; exploring ones one by one, so
+        the epsilon draws come in the same order as :meth:`act`'s."""
+        if explore:
+            return [self.act(o, task_id, True) for o in obs]
+        heads = None
+        if self.config.multi_head:
+            if task_id is None:
+                raise ValueError("multi-head DQN needs the task id to act")
+            heads = torch.full((len(obs),), task_id)
+        with torch.inference_mode():
+            q = self.q(torch.as_tensor(obs), heads)
+        actions: list[int] = q.argmax(dim=1).tolist()
+        return actions
+
     def observe(self, step: Step) -> None:
         """Advance the epsilon schedule by one env step."""
         self.schedule_steps += 1

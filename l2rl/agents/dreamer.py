@@ -232,8 +232,13 @@ class DreamerAgent(Agent):
         )
 
     def on_episode_start(self, env_indices: Sequence[int], evaluation: bool) -> None:
-        """Restart the latent state of those envs at their next observation."""
-        self._streams[not evaluation].first[list(env_indices)] = True
+        """Restart the latent state of those envs (or evaluation slots) at their next
+        observation; a stream too small for them starts afresh at their size."""
+        indices = list(env_indices)
+        stream = self._streams[not evaluation]
+        if indices and max(indices) >= len(stream.first):
+            stream = self._streams[not evaluation] = self._new_stream(max(indices) + 1)
+        stream.first[indices] = True
 
     @torch.no_grad()
     def act_batch(self, obs: np.ndarray, task_id: int | None, explore: bool) -> list[Any]:

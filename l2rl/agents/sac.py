@@ -393,6 +393,20 @@ class SACAgent(Agent):
                 unit = torch.tanh(self._gaussian(obs_t, heads)[0])
             return self.to_env(unit[0]).numpy()
 
+    def act_batch(self, obs: np.ndarray, task_id: int | None, explore: bool) -> list[np.ndarray]:
+        """Deterministic actions of a stack in one forward pass; exploring ones one by one,
+        so the random draws come in the same order as :meth:`act`'s."""
+        if explore:
+            return [self.act(o, task_id, True) for o in obs]
+        if self.config.multi_head and task_id is None:
+            raise ValueError("multi-head SAC needs the task id to act")
+        heads = None
+        if task_id is not None and self.config.multi_head:
+            heads = torch.full((len(obs),), task_id)
+        with torch.inference_mode():
+            unit = torch.tanh(self._gaussian(torch.as_tensor(obs), heads)[0])
+            return list(self.to_env(unit).numpy())
+
     def observe(self, step: Step) -> None:
         """Count the env step (for the random-action phase)."""
         self.steps += 1

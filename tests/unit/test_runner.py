@@ -452,13 +452,14 @@ def test_cycles_repeat_the_task_sequence_as_new_blocks() -> None:
 
 # --- parallel training envs ---------------------------------------------------------------
 class BatchCountingAgent(FakeAgent):
-    """Counts batched act calls, to show the runner uses act_batch with several envs."""
+    """Counts batched act calls of training, to show the runner uses act_batch with
+    several envs (evaluation, one episode per task here, stacks one observation)."""
 
     batched_calls = 0
 
     def act_batch(self, obs: np.ndarray, task_id: int | None, explore: bool) -> list[Any]:
-        self.batched_calls += 1
-        assert obs.shape[0] == 3
+        assert obs.shape[0] == (3 if explore else 1)
+        self.batched_calls += explore
         return list(super().act_batch(obs, task_id, explore))
 
 
@@ -505,21 +506,26 @@ class EpisodeStartAgent(FakeAgent):
 
 def test_recurrent_agents_hear_of_every_episode_start_before_acting_in_it() -> None:
     # One window of 10 steps in episodes of 4 (episodes start at steps 1, 5, 9); three
-    # evaluation rounds (before, at step 5 and at the end) of 2 episodes each.
-    scenario = fake_scenario(num_tasks=1, steps_per_task=10, episode_length=4)
-    agent = EpisodeStartAgent(FakeAgent.Config(), scenario.env_spec(), AgentServices(), 0)
-    Runner(scenario, agent, [], EvalConfig(every=5, episodes=2), seed=0).run()
-    training = [e for e in agent.log if e != ("act", False) and e[1] != ((0,), True)]
-    acts_after = [
-        sum(1 for _ in itertools.takewhile(lambda e: e[0] == "act", training[i + 1 :]))
-        for i, e in enumerate(training)
-        if e[0] == "start"
-    ]
-    assert acts_after == [4, 4, 2]
-    assert all(e == ("start", ((0,), False)) for e in training if e[0] == "start")
-    evaluation = [e for e in agent.log if e in {("act", False), ("start", ((0,), True))}]
-    assert evaluation.count(("start", ((0,), True))) == 3 * 2
-    assert evaluation[0] == ("start", ((0,), True))
+    # evaluation rounds (before, at step 5 and at the end) of 2 episodes each, in lockstep
+    # on 2 slots (both start at once) or, with parallel_episodes=1, one after another.
+    for parallel, starts in ((None, [(0, 1)] * 3), (1, [(0,)] * 6)):
+        scenario = fake_scenario(num_tasks=1, steps_per_task=10, episode_length=4)
+        agent = EpisodeStartAgent(FakeAgent.Config(), scenario.env_spec(), AgentServices(), 0)
+        evaluation = EvalConfig(every=5, episodes=2, parallel_episodes=parallel)
+        Runner(scenario, agent, [], evaluation, seed=0).run()
+        training = [e for e in agent.log if e == ("act", True) or (e[0] == "start" and not e[1][1])]
+        acts_after = [
+            sum(1 for _ in itertools.takewhile(lambda e: e[0] == "act", training[i + 1 :]))
+            for i, e in enumerate(training)
+            if e[0] == "start"
+        ]
+        assert acts_after == [4, 4, 2]
+        assert all(e == ("start", ((0,), False)) for e in training if e[0] == "start")
+        evaluating = [e for e in agent.log if e not in training]
+        assert [e[1][0] for e in evaluating if e[0] == "start"] == starts
+        # every evaluation episode starts before its first act: 4 steps of each episode
+        assert evaluating[0][0] == "start"
+        assert evaluating.count(("act", False)) == 3 * 2 * 4
 
 
 def test_no_loss_terms_is_an_error() -> None:
