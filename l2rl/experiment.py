@@ -18,6 +18,9 @@ Layout::
             resumes.jsonl           each resume: from which step, bitwise comparable or not
             task_changes.jsonl      inferred task changes a detector asked for, if any
             sleeps.jsonl            sleep phases (consolidation updates), if any
+            sleep_evals.jsonl       the evaluation round after each window's sleep, if any
+            timings.jsonl           wall-clock time of each stretch of work (training from
+                                    a step, or resumed; reference runs), as it ends
             reference_evals.jsonl   single-task reference records (forward transfer)
             reference_episodes.jsonl  their training episodes (the STE logs), if kept
             l2logger/, l2logger_ste/  the run and its references in l2logger's format
@@ -43,6 +46,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +270,7 @@ def _train_and_measure(
     recorder: Recorder = DiskRecorder(run_dir, resumed_from=resumed_from)
     (run_dir / FAILED_FILE).unlink(missing_ok=True)
     seed_torch_stream(seed)  # a resumed run then restores it from the checkpoint
+    started = time.time()
     with ProgressDisplay(scenario.total_steps, f"seed {seed}", config.progress) as bar:
         runner = built.runner(
             recorder=recorder,
@@ -286,7 +291,11 @@ def _train_and_measure(
             }
             atomic_write_json(run_dir / FAILED_FILE, failure)
             raise
+        finally:
+            # also when the run stops: the stretch up to the stop took this long
+            _record_timing(run_dir, "training", started, resumed_from or 0, runner.ctx.global_step)
     if config.metrics.reference_runs:
+        started = time.time()
         reference = reference_records(config, scenario, seed, config.progress)
         rows = [
             json.dumps({"reference_for": task_index, **record_to_row(record)}) + "\n"
@@ -298,6 +307,7 @@ def _train_and_measure(
         if episodes:
             text = "".join(json.dumps(row) + "\n" for row in episodes)
             atomic_write_text(run_dir / REFERENCE_EPISODES_FILE, text)
+        _record_timing(run_dir, "reference runs", started, None, None)
     metrics = metrics_of_run(run_dir)
     atomic_write_json(run_dir / "metrics.json", metrics.to_dict())
     export_run(run_dir)  # the l2logger-format logs, for l2metrics
@@ -306,6 +316,28 @@ def _train_and_measure(
     for window in metrics.windows_without_updates:
         warn.print(f"warning: seed {seed}: {window.describe()}", markup=False, soft_wrap=True)
     return metrics
+
+
+TIMINGS_FILE = "timings.jsonl"
+"""One row per stretch of a seed's work: what, when (UTC), how long, from and to which step."""
+
+
+def _record_timing(
+    run_dir: Path, work: str, started: float, from_step: int | None, to_step: int | None
+) -> None:
+    """Append one row to the seed's ``timings.jsonl``: ``work`` took from ``started`` (a
+    ``time.time()``) to now; training also says its env steps."""
+    finished = time.time()
+    row: dict[str, Any] = {
+        "work": work,
+        "started": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+        "seconds": round(finished - started, 3),
+    }
+    if from_step is not None and to_step is not None:
+        row.update(from_step=from_step, to_step=to_step)
+        row["steps_per_second"] = round((to_step - from_step) / max(finished - started, 1e-9), 1)
+    with (run_dir / TIMINGS_FILE).open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
 
 
 RESUMES_FILE = "resumes.jsonl"

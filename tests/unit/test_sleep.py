@@ -159,6 +159,11 @@ def test_sleep_updates_are_counted_checkpointed_and_resumed_exactly(tmp_path: Pa
     resume_experiment(cut)
     for name in ("evals.jsonl", "sleeps.jsonl", "sleep_evals.jsonl", "windows.jsonl"):
         assert (cut / "seed_0" / name).read_text() == (whole / name).read_text(), name
+    # every stretch of work keeps its timing: the cut one up to its stop, the resumed one
+    timings = [json.loads(line) for line in (cut / "seed_0" / "timings.jsonl").open()]
+    trained = [(t["from_step"], t["to_step"]) for t in timings if t["work"] == "training"]
+    assert trained == [(0, 500), (300, 600)]
+    assert all(t["seconds"] > 0 and t["started"].endswith("+00:00") for t in timings)
 
 
 def test_distillation_pulls_a_drifted_policy_back_to_its_recorded_outputs() -> None:
