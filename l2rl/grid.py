@@ -59,8 +59,9 @@ from l2rl.figures import (
     task_names,
     window_ends,
 )
-from l2rl.logging.files import read_jsonl
+from l2rl.logging.files import read_jsonl, read_records
 from l2rl.logging.l2logger import REFERENCE_EVALS_FILE
+from l2rl.logging.recorder import SLEEP_EVALS_FILE
 from l2rl.sweep import SweepEvent, run_sweep
 
 RECORD_FILES = (
@@ -609,4 +610,50 @@ class PerTaskScores:
                 for f, o in zip(final.mean(axis=0), own.mean(axis=0), strict=True)
             ]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        return [*lines, ""]
+
+
+@dataclass(frozen=True)
+class SleepRounds:
+    """A section: for each method whose seeds recorded them (``sleep_evals.jsonl``), each
+    window's closing score per task before its sleep phase and after it, mean over seeds.
+
+    The Continual World figures of the table come from the rounds before each sleep
+    (``evals.jsonl``), so the last window's sleep shows only here.
+    """
+
+    def __call__(self, data: SectionInput) -> list[str]:
+        """The table's markdown lines (none when no method recorded sleep rounds)."""
+        shown = [
+            m
+            for m in data.methods
+            if data.seed_dirs[m]
+            and all((d / SLEEP_EVALS_FILE).is_file() for d in data.seed_dirs[m])
+        ]
+        if not shown:
+            return []
+        tasks = task_names(data.seed_dirs[shown[0]][0])
+        lines = [
+            f"### {data.scenario}: before and after each sleep",
+            "",
+            "Score per task at each window's end, before its sleep -> after it, mean over seeds:",
+            "",
+            "| method | window | " + " | ".join(tasks) + " |",
+            "|---" * (len(tasks) + 2) + "|",
+        ]
+        for method in shown:
+            before: dict[tuple[int, int], list[float]] = {}
+            after: dict[tuple[int, int], list[float]] = {}
+            for seed_dir in data.seed_dirs[method]:
+                for r in read_records(seed_dir / "evals.jsonl"):
+                    if r.block_end and r.block >= 0:
+                        before.setdefault((r.block, r.eval_task), []).append(r.score)
+                for r in read_records(seed_dir / SLEEP_EVALS_FILE):
+                    after.setdefault((r.block, r.eval_task), []).append(r.score)
+            for block in sorted({b for b, _ in after}):
+                cells = [
+                    f"{np.mean(before[(block, t)]):.2f} -> {np.mean(after[(block, t)]):.2f}"
+                    for t in range(len(tasks))
+                ]
+                lines.append(f"| {method} | {block} | " + " | ".join(cells) + " |")
         return [*lines, ""]

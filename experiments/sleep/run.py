@@ -6,9 +6,9 @@ on cartpole-variants and minatar-sequence.
 
 The base settings are ``<scenario>.yaml`` beside this file; ``methods.yaml`` says what
 each method changes. Runs go to ``runs/sleep/<scenario>/<method>/seed_<s>/``; each
-finished seed's records (its sleeps included) are copied to ``results/records/``, and the
-table and plots are computed from those records only (:class:`l2rl.grid.Grid`). See
-README.md.
+finished seed's records (its sleeps and the rounds after them included) are copied to
+``results/records/``, and the table and plots are computed from those records only
+(:class:`l2rl.grid.Grid`). See README.md.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from l2rl.grid import Grid, PerTaskScores, ScoreCurves
+from l2rl.grid import Grid, PerTaskScores, ScoreCurves, SleepRounds
 
 HERE = Path(__file__).resolve().parent
 GRID = Grid(
@@ -31,8 +31,8 @@ GRID = Grid(
         "`.venv/bin/python experiments/sleep/run.py --report-only`.",
     ),
     output=Path("runs/sleep"),
-    optional_record_files=("sleeps.jsonl",),
-    sections=(PerTaskScores(), ScoreCurves()),
+    optional_record_files=("sleeps.jsonl", "sleep_evals.jsonl"),
+    sections=(PerTaskScores(), SleepRounds(), ScoreCurves()),
 )
 
 

@@ -89,3 +89,7 @@ def test_the_whole_pipeline_runs_and_records_sleeps(
     markdown = (results / "results.md").read_text()
     for method in ("fine-tuning", "reservoir", "generative-replay"):
         assert f"| {method} |" in markdown
+    # the rounds after each sleep, for the one method that sleeps: windows 0, 1, 2
+    assert "before and after each sleep" in markdown
+    rows = [r.split(" | ") for r in markdown.splitlines() if r.startswith("|") and " -> " in r]
+    assert [(row[0], row[1]) for row in rows] == [("| generative-replay", w) for w in "012"]
