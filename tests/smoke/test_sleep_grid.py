@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import yaml
@@ -14,9 +15,6 @@ import yaml
 from l2rl import aggregate
 from l2rl.builder import build_run
 from l2rl.components.consolidators.generative_replay import GenerativeReplay
-from l2rl.config import load_yaml
-
-FOLDER = Path(__file__).resolve().parents[2] / "experiments" / "sleep"
 
 
 @pytest.mark.parametrize("scenario", ["cartpole-variants", "minatar-sequence"])
@@ -57,20 +55,15 @@ def test_the_methods_share_agent_scenario_and_evaluation(
 
 
 def test_the_whole_pipeline_runs_and_records_sleeps(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, experiment_script: Callable[..., ModuleType]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    experiment_script: Callable[..., ModuleType],
+    tiny_cartpole_configs: Callable[..., dict[str, Any]],
 ) -> None:
     monkeypatch.setattr(aggregate, "RLIABLE_RESAMPLES", 20)
     run = experiment_script("sleep")
     configs = tmp_path / "configs"
-    configs.mkdir()
-    base = load_yaml((FOLDER / "cartpole-variants.yaml").read_text())
-    base["seeds"] = [0]
-    base["scenario"].update(steps_per_task=200)
-    base["scenario"]["options"].update(max_episode_steps=30)
-    base["agent"]["options"].update(learning_starts=32, batch_size=16, train_every=1)
-    base["evaluation"].update(every=100, episodes=1)
-    (configs / "cartpole-variants.yaml").write_text(yaml.safe_dump(base))
-    methods = load_yaml((FOLDER / "methods.yaml").read_text())
+    methods = tiny_cartpole_configs("sleep", configs, steps_per_task=200, every=100)
     methods["generative-replay"]["components"][0]["options"].update(
         sleep_updates=5, generated=64, batch_size=16
     )

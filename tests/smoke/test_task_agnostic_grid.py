@@ -7,14 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import yaml
 
 from l2rl import aggregate
-from l2rl.config import load_yaml
-
-FOLDER = Path(__file__).resolve().parents[2] / "experiments" / "task_agnostic"
 
 
 def test_the_methods_differ_only_in_where_task_ends_come_from(
@@ -45,20 +43,15 @@ def test_the_methods_differ_only_in_where_task_ends_come_from(
 
 
 def test_the_whole_pipeline_runs_and_reports_detections(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, experiment_script: Callable[..., ModuleType]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    experiment_script: Callable[..., ModuleType],
+    tiny_cartpole_configs: Callable[..., dict[str, Any]],
 ) -> None:
     monkeypatch.setattr(aggregate, "RLIABLE_RESAMPLES", 20)
     run = experiment_script("task_agnostic")
     configs = tmp_path / "configs"
-    configs.mkdir()
-    base = load_yaml((FOLDER / "cartpole-variants.yaml").read_text())
-    base["seeds"] = [0]
-    base["scenario"].update(steps_per_task=300)
-    base["scenario"]["options"].update(max_episode_steps=30)
-    base["agent"]["options"].update(learning_starts=32, batch_size=16, train_every=1)
-    base["evaluation"].update(every=150, episodes=1)
-    (configs / "cartpole-variants.yaml").write_text(yaml.safe_dump(base))
-    methods = load_yaml((FOLDER / "methods.yaml").read_text())
+    methods = tiny_cartpole_configs("task_agnostic", configs, steps_per_task=300, every=150)
     # sensitive enough to fire on 600 steps (DQN's TD loss moves at every step; 30-step
     # episodes give too few returns)
     touchy = {"statistic": "loss", "loss_key": "loss_td", "warmup": 5, "threshold": 2.0}

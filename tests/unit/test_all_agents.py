@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -130,6 +131,28 @@ def test_every_registered_agent_trains_200_steps_on_a_setup_it_accepts(
                 assert result.updates > 0, (scenario, replay)
             ran.append((scenario, replay))
     assert ran, f"agent {agent!r} accepted none of {list(SCENARIOS)} x {list(REPLAYS)}"
+
+
+@pytest.mark.parametrize("agent", ["dqn", "ppo", "sac"])
+def test_greedy_actions_of_a_stack_equal_those_one_by_one(agent: str) -> None:
+    # Markov policies only: Dreamer filters a latent state per stream, so a stack of 16
+    # and 16 single calls are different histories by design.
+    compared = 0
+    for scenario in SCENARIOS:
+        for replay in REPLAYS:
+            config = parse_config(run_config(agent, scenario, replay, 1))
+            try:
+                built = build_run(config, seed=0)
+            except ConfigError:
+                continue
+            space = built.env_spec.observation_space
+            space.seed(0)
+            obs = np.stack([space.sample() for _ in range(16)])
+            batched = np.asarray(built.agent.act_batch(obs, None, explore=False))
+            single = np.asarray([built.agent.act(o, None, explore=False) for o in obs])
+            np.testing.assert_allclose(batched, single, rtol=1e-6, atol=1e-6)
+            compared += 1
+    assert compared
 
 
 CANNOT_COMPOSE = {

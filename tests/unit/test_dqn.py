@@ -359,12 +359,3 @@ def test_integer_frames_are_scaled_to_unit_range_by_their_own_bounds() -> None:
     assert frame_scale(gym.spaces.Box(0, 255, (4, 4, 3), np.uint8)) == 1 / 255
     assert frame_scale(gym.spaces.Box(0, 1, (10, 10, 4), np.uint8)) == 1.0  # MinAtar
     assert frame_scale(gym.spaces.Box(-1.0, 1.0, (3,), np.float32)) == 1.0
-
-
-def test_batched_greedy_actions_equal_one_by_one() -> None:
-    agent = make_agent()
-    shape = agent.env_spec.observation_space.shape
-    obs = np.random.default_rng(0).normal(size=(16, *shape)).astype(np.float32)
-    batched = np.asarray(agent.act_batch(obs, None, explore=False))
-    single = np.asarray([agent.act(o, None, explore=False) for o in obs])
-    np.testing.assert_allclose(batched, single, rtol=1e-6, atol=1e-6)

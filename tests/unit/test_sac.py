@@ -446,12 +446,3 @@ def test_sac_swings_up_the_pendulum() -> None:
     returns = [r.mean_return for r in result.records]
     assert returns[0] < -900, returns  # untrained: the pendulum hangs or spins
     assert min(returns[-2:]) > -300, returns  # swung up and held from most starts
-
-
-def test_batched_greedy_actions_equal_one_by_one() -> None:
-    agent = make_agent()
-    shape = agent.env_spec.observation_space.shape
-    obs = np.random.default_rng(0).normal(size=(16, *shape)).astype(np.float32)
-    batched = np.asarray(agent.act_batch(obs, None, explore=False))
-    single = np.asarray([agent.act(o, None, explore=False) for o in obs])
-    np.testing.assert_allclose(batched, single, rtol=1e-6, atol=1e-6)
