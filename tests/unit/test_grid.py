@@ -69,7 +69,7 @@ def test_records_of_a_run_without_reference_runs_have_no_reference_file(tmp_path
         set(grid.record_files) - {"reference_evals.jsonl"}
     )
     (run / "config.yaml").write_text(config % "true")  # configured with them: one is missing
-    with pytest.raises(FileNotFoundError, match="reference_evals.jsonl"):
+    with pytest.raises(FileNotFoundError, match=r"reference_evals\.jsonl"):
         grid.copy_records(run, tmp_path / "copied")
 
 
