@@ -152,20 +152,17 @@ class DQNAgent(Agent):
         """Epsilon-greedy when ``explore``, else greedy (ties go to the lowest action)."""
         if explore and self.rng.random() < self.epsilon:
             return int(self.rng.integers(self.num_actions))
-        heads = None
-        if self.config.multi_head:
-            if task_id is None:
-                raise ValueError("multi-head DQN needs the task id to act")
-            heads = torch.tensor([task_id])
-        with torch.inference_mode():
-            q = self.q(torch.as_tensor(obs).unsqueeze(0), heads)
-        return int(q.argmax())
+        return self._greedy(np.asarray(obs)[None], task_id)[0]
 
     def act_batch(self, obs: np.ndarray, task_id: int | None, explore: bool) -> list[int]:
         """Greedy actions of a stack in one forward pass; exploring ones one by one, so
         the epsilon draws come in the same order as :meth:`act`'s."""
         if explore:
             return [self.act(o, task_id, True) for o in obs]
+        return self._greedy(obs, task_id)
+
+    def _greedy(self, obs: np.ndarray, task_id: int | None) -> list[int]:
+        """The greedy actions of a stack of observations, one forward pass."""
         heads = None
         if self.config.multi_head:
             if task_id is None:

@@ -382,30 +382,32 @@ class SACAgent(Agent):
         """Uniform at first, then a policy sample when ``explore``; else the squashed mean."""
         if explore and self.steps < self.config.random_steps:
             return self.rng.uniform(self.action_low, self.action_high).astype(np.float32)
-        if self.config.multi_head and task_id is None:
-            raise ValueError("multi-head SAC needs the task id to act")
-        heads = None if task_id is None or not self.config.multi_head else torch.tensor([task_id])
-        with torch.inference_mode():
-            obs_t = torch.as_tensor(obs).unsqueeze(0)
-            if explore:
-                unit, _ = self._sample(obs_t, heads)
-            else:
-                unit = torch.tanh(self._gaussian(obs_t, heads)[0])
-            return self.to_env(unit[0]).numpy()
+        action: np.ndarray = self._policy_actions(np.asarray(obs)[None], task_id, explore)[0]
+        return action
 
     def act_batch(self, obs: np.ndarray, task_id: int | None, explore: bool) -> list[np.ndarray]:
         """Deterministic actions of a stack in one forward pass; exploring ones one by one,
         so the random draws come in the same order as :meth:`act`'s."""
         if explore:
             return [self.act(o, task_id, True) for o in obs]
+        return list(self._policy_actions(obs, task_id, False))
+
+    def _policy_actions(self, obs: np.ndarray, task_id: int | None, explore: bool) -> np.ndarray:
+        """Env actions of a stack of observations, one forward pass: policy samples when
+        ``explore``, else the squashed means."""
         if self.config.multi_head and task_id is None:
             raise ValueError("multi-head SAC needs the task id to act")
         heads = None
         if task_id is not None and self.config.multi_head:
             heads = torch.full((len(obs),), task_id)
         with torch.inference_mode():
-            unit = torch.tanh(self._gaussian(torch.as_tensor(obs), heads)[0])
-            return list(self.to_env(unit).numpy())
+            obs_t = torch.as_tensor(obs)
+            if explore:
+                unit, _ = self._sample(obs_t, heads)
+            else:
+                unit = torch.tanh(self._gaussian(obs_t, heads)[0])
+            actions: np.ndarray = self.to_env(unit).numpy()
+            return actions
 
     def observe(self, step: Step) -> None:
         """Count the env step (for the random-action phase)."""
