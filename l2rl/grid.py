@@ -193,25 +193,25 @@ class Grid:
             raise SystemExit(
                 f"unknown methods {unknown}; methods.yaml has {sorted(method_changes)}"
             )
-        restricted: dict[str, list[str]] = {}
-        for method, changes in method_changes.items():
-            if "only" not in (changes or {}):
-                continue
-            only = changes["only"]
-            if not isinstance(only, list) or not set(only) <= set(self.available):
-                raise SystemExit(
-                    f"method {method!r}: `only` must list scenarios of {list(self.available)}, "
-                    f"got {only!r}"
-                )
-            restricted[method] = only
+        only: dict[str, list[str]] = {}  # a method's scenarios, where it names them
+        for method in method_changes:
+            changes = dict(method_changes[method] or {})
+            if "only" in changes:
+                named = changes.pop("only")
+                if not isinstance(named, list) or not set(named) <= set(self.available):
+                    raise SystemExit(
+                        f"method {method!r}: `only` must list scenarios of "
+                        f"{list(self.available)}, got {named!r}"
+                    )
+                only[method] = named
+            method_changes[method] = changes
         grid = {}
         for scenario in scenarios:
             base = load_yaml((source / f"{scenario}.yaml").read_text())
             for method in methods:
-                if scenario not in restricted.get(method, [scenario]):
+                if scenario not in only.get(method, [scenario]):
                     continue
-                changes = {k: v for k, v in (method_changes[method] or {}).items() if k != "only"}
-                data = merge_method(base, changes)
+                data = merge_method(base, method_changes[method])
                 data["name"] = method
                 data["output_dir"] = str(output / scenario)
                 if seeds is not None:

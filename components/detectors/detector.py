@@ -168,13 +168,13 @@ class ChangeDetector(Component):
             match = self._match(mean)
             reason = f"{self.test_name}: the statistic's mean {self._word(self.alarm)}"
             self.alarm = ""
-            if match == current:  # the alarm was false: the regime is the task's own
-                self.regimes[current] = (self.mean, self.std)
+            if match != current:
+                self.pending = (self.mean, self.std)
+                ctx.request_task_change(reason, match)
                 return
-            self.pending = (self.mean, self.std)
-            ctx.request_task_change(reason, match)
-        else:  # the task's latest regime: its first, or one re-estimated on the way
-            self.regimes[current] = (self.mean, self.std)
+            # else the alarm was false: the regime is the task's own
+        # the task's latest regime: its first, or one re-estimated on the way
+        self.regimes[current] = (self.mean, self.std)
 
     def _match(self, mean: float) -> int | None:
         """The inferred task (the current one included) whose regime mean is nearest
