@@ -62,6 +62,7 @@ from l2rl.figures import (
 from l2rl.logging.files import read_jsonl, read_records
 from l2rl.logging.l2logger import REFERENCE_EVALS_FILE
 from l2rl.logging.recorder import SLEEP_EVALS_FILE
+from l2rl.report_document import Table
 from l2rl.sweep import SweepEvent, run_sweep
 
 RECORD_FILES = (
@@ -299,8 +300,7 @@ class Grid:
                 "IQM avg. performance",
                 f"P(> {self.baseline})",
             ]
-            lines += [f"## {scenario}", "", "| method | " + " | ".join(header) + " | seeds |"]
-            lines.append("|---" * (len(header) + 2) + "|")
+            rows = []
             shown = [m for m in methods if (scenario, m) in cells]
             for method in shown:
                 summary = summaries[f"{scenario}/{method}"]
@@ -316,9 +316,9 @@ class Grid:
                     if poi is None
                     else _interval(poi["estimate"], poi["ci_low"], poi["ci_high"])
                 )
-                n = summary[METRICS[0]]["n"]
-                lines.append(f"| {method} | " + " | ".join(cells_md) + f" | {n} |")
-            lines.append("")
+                rows.append([method, *cells_md, str(summary[METRICS[0]]["n"])])
+            table = Table(["method", *header, "seeds"], rows)
+            lines += [f"## {scenario}", "", *table.markdown(), ""]
             by_method = {m: summaries[f"{scenario}/{m}"] for m in shown}
             plot_bars(scenario, by_method, results / f"{scenario}.png")
             scores = {m: final_scores(cells[(scenario, m)]) for m in shown}
@@ -532,9 +532,8 @@ class EvalScalarCurves:
             f"{self.label}: at the end of the task's own window -> at the run's end "
             "(ratio), mean over seeds:",
             "",
-            "| method | " + " | ".join(tasks) + " |",
-            "|---" * (len(tasks) + 1) + "|",
         ]
+        rows = []
         for method in methods:
             cells = []
             for task in tasks:
@@ -545,8 +544,8 @@ class EvalScalarCurves:
                     cells.append(f"{start:.3g} -> {end:.3g} ({end / start:.2f}x)")
                 else:
                     cells.append("n/a")
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        return [*lines, ""]
+            rows.append([method, *cells])
+        return [*lines, *Table(["method", *tasks], rows).markdown(), ""]
 
 
 DETECTION_COLUMNS = (
@@ -569,17 +568,17 @@ class DetectionTable:
         shown = [m for m in data.methods if any("detection" in r for r in data.metrics[m])]
         if not shown:
             return []
-        header = "| method | seeds | " + " | ".join(label for _, label in DETECTION_COLUMNS)
-        lines = [f"### {data.scenario}: task-change detection", "", header + " |"]
-        lines.append("|---" * (len(DETECTION_COLUMNS) + 2) + "|")
+        rows = []
         for method in shown:
             runs = [r["detection"] for r in data.metrics[method] if "detection" in r]
             cells = []
             for key, _ in DETECTION_COLUMNS:
                 values = [float(r[key]) for r in runs if r.get(key) is not None]
                 cells.append(f"{np.mean(values):.2f}" if values else "n/a")
-            lines.append(f"| {method} | {len(runs)} | " + " | ".join(cells) + " |")
-        return [*lines, ""]
+            rows.append([method, str(len(runs)), *cells])
+        header = ["method", "seeds", *(label for _, label in DETECTION_COLUMNS)]
+        table = Table(header, rows)
+        return [f"### {data.scenario}: task-change detection", "", *table.markdown(), ""]
 
 
 @dataclass(frozen=True)
@@ -593,12 +592,7 @@ class PerTaskScores:
         if not shown:
             return []
         tasks = task_names(data.seed_dirs[shown[0]][0])
-        lines = [
-            "Final score per task (end of the task's own window), mean over seeds:",
-            "",
-            "| method | " + " | ".join(tasks) + " |",
-            "|---" * (len(tasks) + 1) + "|",
-        ]
+        rows = []
         for method in shown:
             final = final_scores(data.metrics[method])
             forgetting = np.array(
@@ -609,8 +603,9 @@ class PerTaskScores:
                 f"{f:.2f} ({o:.2f})"
                 for f, o in zip(final.mean(axis=0), own.mean(axis=0), strict=True)
             ]
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        return [*lines, ""]
+            rows.append([method, *cells])
+        caption = "Final score per task (end of the task's own window), mean over seeds:"
+        return [caption, "", *Table(["method", *tasks], rows).markdown(), ""]
 
 
 @dataclass(frozen=True)
@@ -638,9 +633,8 @@ class SleepRounds:
             "",
             "Score per task at each window's end, before its sleep -> after it, mean over seeds:",
             "",
-            "| method | window | " + " | ".join(tasks) + " |",
-            "|---" * (len(tasks) + 2) + "|",
         ]
+        rows = []
         for method in shown:
             before: dict[tuple[int, int], list[float]] = {}
             after: dict[tuple[int, int], list[float]] = {}
@@ -655,5 +649,5 @@ class SleepRounds:
                     f"{np.mean(before[(block, t)]):.2f} -> {np.mean(after[(block, t)]):.2f}"
                     for t in range(len(tasks))
                 ]
-                lines.append(f"| {method} | {block} | " + " | ".join(cells) + " |")
-        return [*lines, ""]
+                rows.append([method, str(block), *cells])
+        return [*lines, *Table(["method", "window", *tasks], rows).markdown(), ""]
