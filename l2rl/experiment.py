@@ -293,7 +293,8 @@ def _train_and_measure(
             raise
         finally:
             # also when the run stops: the stretch up to the stop took this long
-            _record_timing(run_dir, "training", started, resumed_from or 0, runner.ctx.global_step)
+            steps = (resumed_from or 0, runner.ctx.global_step)
+            _record_timing(run_dir, "training", started, steps)
     if config.metrics.reference_runs:
         started = time.time()
         reference = reference_records(config, scenario, seed, config.progress)
@@ -307,7 +308,7 @@ def _train_and_measure(
         if episodes:
             text = "".join(json.dumps(row) + "\n" for row in episodes)
             atomic_write_text(run_dir / REFERENCE_EPISODES_FILE, text)
-        _record_timing(run_dir, "reference runs", started, None, None)
+        _record_timing(run_dir, "reference runs", started)
     metrics = metrics_of_run(run_dir)
     atomic_write_json(run_dir / "metrics.json", metrics.to_dict())
     export_run(run_dir)  # the l2logger-format logs, for l2metrics
@@ -323,17 +324,18 @@ TIMINGS_FILE = "timings.jsonl"
 
 
 def _record_timing(
-    run_dir: Path, work: str, started: float, from_step: int | None, to_step: int | None
+    run_dir: Path, work: str, started: float, steps: tuple[int, int] | None = None
 ) -> None:
     """Append one row to the seed's ``timings.jsonl``: ``work`` took from ``started`` (a
-    ``time.time()``) to now; training also says its env steps."""
+    ``time.time()``) to now; training also says its env steps (from, to)."""
     finished = time.time()
     row: dict[str, Any] = {
         "work": work,
         "started": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
         "seconds": round(finished - started, 3),
     }
-    if from_step is not None and to_step is not None:
+    if steps is not None:
+        from_step, to_step = steps
         row.update(from_step=from_step, to_step=to_step)
         row["steps_per_second"] = round((to_step - from_step) / max(finished - started, 1e-9), 1)
     with (run_dir / TIMINGS_FILE).open("a") as handle:
