@@ -19,6 +19,11 @@ if TYPE_CHECKING:  # annotations only: reading records (the CLI) imports neither
 EnvFactory = Callable[[], "gym.Env[Any, Any]"]
 """A zero-argument callable that builds a fresh environment for one task."""
 
+RewardFn = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+"""A task's reward as a batched torch function: ``(obs [N, ...], action [N, ...],
+next_obs [N, ...]) -> reward [N]``, equal to what the environment pays for that transition.
+Model-based agents (planners) score imagined transitions with it."""
+
 
 class ScoreNormalizer(Protocol):
     """Maps the episode returns of one evaluation to a normalised score in [0, 1]."""
@@ -72,12 +77,15 @@ class TaskSpec:
             evaluation environment.
         normalizer: turns evaluation returns into a score in [0, 1].
         params: the variant parameters that distinguish this task (recorded with results).
+        reward_fn: the environment's reward as a batched torch function (:data:`RewardFn`),
+            for model-based agents; ``None`` where the task does not provide one.
     """
 
     name: str
     make_env: EnvFactory
     normalizer: ScoreNormalizer
     params: Mapping[str, Any] = field(default_factory=dict)
+    reward_fn: RewardFn | None = None
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,9 @@ of 1 still means "as well as can be done".
 
 Other gravities or episode lengths need bounds of their own: give ``return_low`` and
 ``return_high``.
+
+**Reward function.** Every task carries :func:`pendulum_reward`, Pendulum's reward as a
+batched torch function for model-based agents; gravity does not enter it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from functools import partial
 from typing import Any
 
 import gymnasium as gym
+import torch
 from pydantic import Field, model_validator
 
 from l2rl.config import PluginConfig
@@ -75,6 +79,20 @@ Measured as the module docstring describes; integer gravities only."""
 def make_pendulum(gravity: float, max_episode_steps: int) -> gym.Env[Any, Any]:
     """A fresh ``Pendulum-v1`` with gravity ``gravity`` and a ``max_episode_steps`` limit."""
     return gym.make("Pendulum-v1", g=gravity, max_episode_steps=max_episode_steps)
+
+
+def pendulum_reward(
+    obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor
+) -> torch.Tensor:
+    """``Pendulum-v1``'s reward ``-(theta^2 + 0.1 thdot^2 + 0.001 u^2)`` of a batch.
+
+    gymnasium pays it for the state *before* the step (``theta`` normalised to
+    ``[-pi, pi)``, here recovered from ``(cos, sin)`` of ``obs``) and the torque clipped to
+    ``[-2, 2]``; ``next_obs`` is not used.
+    """
+    theta = torch.atan2(obs[..., 1], obs[..., 0])
+    torque = torch.clamp(action[..., 0], -2.0, 2.0)
+    return -(theta**2 + 0.1 * obs[..., 2] ** 2 + 0.001 * torque**2)
 
 
 class PendulumGravityConfig(PluginConfig):
@@ -148,6 +166,7 @@ def _build(config: PendulumGravityConfig) -> list[TaskSpec]:
             make_env=partial(make_pendulum, gravity, config.max_episode_steps),
             normalizer=ReturnRange(low, high),
             params={"gravity": gravity, "max_episode_steps": config.max_episode_steps},
+            reward_fn=pendulum_reward,
         )
         for gravity, (low, high) in zip(config.gravities, config.bounds(), strict=True)
     ]

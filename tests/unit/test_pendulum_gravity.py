@@ -145,3 +145,25 @@ def test_entry_point_in_pyproject_names_the_family() -> None:
         value = tomllib.load(f)["project"]["entry-points"]["l2rl.scenarios"]["pendulum-gravity"]
     module, _, attr = value.partition(":")
     assert getattr(import_module(module), attr) is pendulum_gravity
+
+
+def test_reward_fn_pays_what_the_env_pays() -> None:
+    """On random transitions (torques beyond the clip included) the batched reward equals
+    gymnasium's, at every gravity."""
+    import torch
+
+    for task in pendulum_gravity.tasks({"gravities": [10, 18]}):
+        assert task.reward_fn is not None
+        env = task.make_env()
+        obs, _ = env.reset(seed=3)
+        rng = np.random.default_rng(0)
+        rows = []
+        for _ in range(60):
+            action = rng.uniform(-3, 3, size=1).astype(np.float32)
+            next_obs, reward, *_ = env.step(action)
+            rows.append((obs, action, next_obs, reward))
+            obs = next_obs
+        env.close()
+        o, a, n = (torch.as_tensor(np.stack([r[i] for r in rows])) for i in range(3))
+        expected = torch.tensor([r[3] for r in rows], dtype=torch.float32)
+        assert torch.allclose(task.reward_fn(o, a, n), expected, atol=1e-4)
