@@ -18,6 +18,7 @@ MODULES = (
     "l2rl.dirlock",
     "l2rl.manifest",
     "l2rl.metrics_detection",
+    "l2rl.planning",
     "l2rl.report_document",
     "l2rl.sweep_file",
     "l2rl.testing.conformance",
