@@ -157,6 +157,12 @@ def build_run(config: RunConfig, seed: int, scenario: Scenario | None = None) ->
     for component in components:  # second wiring step: components get services too
         component.wire(services)
     agent = build_agent(config.agent, env_spec, services, seed)
+    if services.weights is not None and not services.weights.bound:
+        raise ConfigError(
+            f"agent {config.agent.name!r} runs no network on the weights the hypernetwork "
+            "component generates (it never binds the weights service); use an agent that "
+            "supports generated weights, e.g. mpc with model: hypernetwork"
+        )
     return BuiltRun(
         scenario=scenario,
         env_spec=env_spec,
@@ -167,6 +173,26 @@ def build_run(config: RunConfig, seed: int, scenario: Scenario | None = None) ->
     )
 
 
+def reference_config(config: RunConfig) -> RunConfig:
+    """The config of the single-task reference runs: same agent, no further components but
+    ``metrics.reference_components`` (an agent that needs a world model keeps it), and
+    ``metrics.reference_replay`` if set (so several methods can share one reference)."""
+    replay = config.metrics.reference_replay or config.replay
+    components = list(config.metrics.reference_components)
+    return config.model_copy(update={"components": components, "replay": replay})
+
+
 def check_config(config: RunConfig) -> None:
-    """Build everything once without training, so bad input fails before any run starts."""
-    build_run(config, seed=config.seeds[0])
+    """Build everything once without training, so bad input fails before any run starts:
+    the run, and (with ``metrics.reference_runs``) a single-task reference run, whose
+    components are only ``metrics.reference_components``."""
+    run = build_run(config, seed=config.seeds[0])
+    if config.metrics.reference_runs:
+        try:
+            build_run(reference_config(config), config.seeds[0], run.scenario.single_task(0))
+        except ConfigError as exc:
+            kept = [ref.name for ref in config.metrics.reference_components]
+            raise ConfigError(
+                f"the single-task reference runs (metrics.reference_runs; their components "
+                f"are metrics.reference_components = {kept}): {exc}"
+            ) from exc

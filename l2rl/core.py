@@ -18,12 +18,13 @@ The runner (:mod:`l2rl.runner`) is the only training loop. Written out, it is::
                     hooks.fire(before_update, ctx)            # ctx.learner = learner's name
                     losses = learner.losses(batch) | c.losses(ctx, batch) for those c
                     abort if a loss is not finite (NonFiniteError: learner, key, step)
-                    optimizer.zero_grad(); sum(losses).backward()
+                    # "stepped": the learner and those that train with it (a hypernetwork)
+                    zero every stepped optimizer; sum(losses).backward()
                     hooks.fire(after_backward, ctx)           # gradient projection, masks
-                    abort if a gradient is not finite; clip to learner.max_grad_norm
-                    learner.optimizer.step()
+                    per stepped learner: abort if a gradient is not finite, clip to its
+                        max_grad_norm, optimizer.step(), abort if a parameter is not finite
                     hooks.fire(after_update, ctx, UpdateStats(...))   # e.g. frozen weights
-                    learner.after_optimizer_step()            # target networks
+                    each stepped learner's after_optimizer_step()     # target networks
             if eval due: for each task j:
                 hooks.fire(on_eval_task_start, ctx, task_j)     # task-aware only
                 evaluate task j; hooks.fire(on_eval_task_end, ctx, task_j)   # reversed
@@ -177,8 +178,28 @@ class WeightService(Protocol):
     Agents run their target module with them through ``torch.func.functional_call``.
     """
 
+    @property
+    def bound(self) -> bool:
+        """Whether an agent has bound a target network (:meth:`bind`); the builder refuses
+        a run whose agent leaves the service unused."""
+        ...
+
+    def bind(self, target: nn.Module, loss_scale: float) -> None:
+        """Generate the weights of ``target`` from now on: one tensor per entry of
+        ``target.named_parameters()``, of the same shape. The agent calls this once, in
+        its constructor, before the run builds its learners.
+
+        Args:
+            target: the module whose parameters are generated (its own values are unused).
+            loss_scale: how many samples the agent's loss sums over per update (its batch
+                size when it sums, 1 when it averages): a weight service's own loss
+                terms are scaled to match.
+        """
+        ...
+
     def weights(self, task: int | None) -> Mapping[str, torch.Tensor]:
-        """Parameter name -> generated (differentiable) tensor for ``task``."""
+        """Parameter name -> generated (differentiable) tensor for ``task``; ``None``
+        (task-agnostic acting): the task the service infers or trains now."""
         ...
 
 
@@ -363,11 +384,16 @@ class Learner(abc.ABC):
         optimizer: steps this learner's parameters only (parameter groups for several
             learning rates). Losses must be written so that summing them is correct.
         max_grad_norm: clip this learner's global gradient norm before each step, or None.
+        trains_with: the name of another learner whose losses reach this learner's
+            parameters (a hypernetwork generating that learner's weights), or ``None``.
+            Each update of that learner then also zeroes, clips, checks and steps this
+            learner's optimizer, and counts as an update of this learner too.
     """
 
     learner_name: str = AGENT_LEARNER
     optimizer: torch.optim.Optimizer
     max_grad_norm: float | None = None
+    trains_with: str | None = None
 
     @abc.abstractmethod
     def batches(self, global_step: int) -> Iterator[Any]:

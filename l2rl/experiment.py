@@ -56,7 +56,7 @@ from rich.console import Console
 import l2rl
 from l2rl import registry
 from l2rl.aggregate import aggregate_seeds
-from l2rl.builder import build_run, check_config
+from l2rl.builder import build_run, check_config, reference_config
 from l2rl.config import ConfigError, RunConfig, dump_config, load_config
 from l2rl.dirlock import experiment_lock
 from l2rl.logging.files import (
@@ -107,15 +107,6 @@ def scenario_description(scenario: Scenario) -> dict[str, Any]:
         "tasks": [{"name": t.name, "params": dict(t.params)} for t in scenario.tasks],
         "schedule": [{"task_index": b.task_index, "steps": b.steps} for b in scenario.schedule],
     }
-
-
-def reference_config(config: RunConfig) -> RunConfig:
-    """The config of the single-task reference runs: same agent, no further components but
-    ``metrics.reference_components`` (an agent that needs a world model keeps it), and
-    ``metrics.reference_replay`` if set (so several methods can share one reference)."""
-    replay = config.metrics.reference_replay or config.replay
-    components = list(config.metrics.reference_components)
-    return config.model_copy(update={"components": components, "replay": replay})
 
 
 def _reference_key(config: RunConfig, scenario: Scenario, task_index: int, seed: int) -> str:

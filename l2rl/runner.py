@@ -149,6 +149,7 @@ class Runner:
         self.ctx = RunContext(agent, self.env_spec, scenario.tasks, seed, self.recorder)
         self.learners = self._learners(agent, self.hooks.components)
         self.ctx.learner_updates.update({learner.learner_name: 0 for learner in self.learners})
+        self._co_learners = _co_learners(self.learners)
         self.records: list[EvalRecord] = []
         self._episodes = 0
         self._recent_returns: deque[float] = deque(maxlen=20)
@@ -452,14 +453,19 @@ class Runner:
         total = torch.stack([v.reshape(()) for v in losses.values()]).sum()
         if not torch.isfinite(total):
             self._raise_non_finite_loss(name, losses)
-        optimizer = learner.optimizer
-        optimizer.zero_grad(set_to_none=True)
+        # Learners whose parameters the losses reach too (a hypernetwork generating this
+        # learner's weights) step with it, each clipped and checked on its own.
+        stepped = [learner, *self._co_learners[name]]
+        for each in stepped:
+            each.optimizer.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
         hooks.fire(Hook.AFTER_BACKWARD, ctx, learner=name)
-        self._check_gradients(learner)
-        optimizer.step()
-        self._check_parameters(learner)
-        ctx.learner_updates[name] += 1
+        for each in stepped:
+            self._check_gradients(each)
+        for each in stepped:
+            each.optimizer.step()
+            self._check_parameters(each)
+            ctx.learner_updates[each.learner_name] += 1
         count = ctx.learner_updates[name]
         log_now = count % self.log_every_updates == 0
         if log_now or hooks.has(Hook.AFTER_UPDATE, name):
@@ -475,7 +481,8 @@ class Runner:
         ctx.learner = None
         # After the hooks, so that target networks copy parameters as components left them
         # (PackNet restores frozen weights in after_update).
-        learner.after_optimizer_step()
+        for each in stepped:
+            each.after_optimizer_step()
 
     def _raise_non_finite_loss(self, learner: str, losses: Losses) -> None:
         for key, value in losses.items():
@@ -691,6 +698,34 @@ class Runner:
             self.ctx.task = info
         if self.progress is not None:
             self.progress.start_block(info.block, len(self.scenario.schedule), info.name)
+
+
+def _co_learners(learners: Sequence[Learner]) -> dict[str, list[Learner]]:
+    """Per learner name, the learners that train with it (:attr:`Learner.trains_with`).
+
+    Raises:
+        ValueError: ``trains_with`` names no learner of the run, the learner itself, or a
+            learner that itself trains with another (one level only: the losses reach
+            exactly the parameters of the learner updated and of those beside it).
+    """
+    by_name = {learner.learner_name: learner for learner in learners}
+    co: dict[str, list[Learner]] = {name: [] for name in by_name}
+    for learner in learners:
+        target = learner.trains_with
+        if target is None:
+            continue
+        if target not in by_name or target == learner.learner_name:
+            raise ValueError(
+                f"learner {learner.learner_name!r} trains with {target!r}, which is not "
+                f"another learner of the run ({sorted(by_name)})"
+            )
+        if by_name[target].trains_with is not None:
+            raise ValueError(
+                f"learner {learner.learner_name!r} trains with {target!r}, which itself "
+                f"trains with {by_name[target].trains_with!r}; name that learner instead"
+            )
+        co[target].append(learner)
+    return co
 
 
 def _named_errors(

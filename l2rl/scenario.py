@@ -142,4 +142,5 @@ class Scenario:
             num_tasks=len(self.tasks),
             task_aware=self.task_aware,
             num_envs=num_envs,
+            reward_fns=tuple(task.reward_fn for task in self.tasks),
         )

@@ -141,6 +141,8 @@ class EnvSpec:
         task_aware: whether task ids and boundaries are given to agent and components.
         num_envs: training envs the runner steps in lockstep (``Step.env_index`` ranges
             over them); replays and on-policy agents size per-env state with it.
+        reward_fns: each task's :attr:`TaskSpec.reward_fn` by task index (``None`` where a
+            task provides none), for model-based agents; empty when not given.
     """
 
     observation_space: gym.spaces.Space[Any]
@@ -148,6 +150,7 @@ class EnvSpec:
     num_tasks: int
     task_aware: bool
     num_envs: int = 1
+    reward_fns: tuple[RewardFn | None, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ def test_unknown_name_lists_available_names() -> None:
         ({"replay": {"name": "fifoo"}}, "unknown component 'fifoo'; did you mean 'fifo'?"),
         (
             {"scenario": {"name": "cartpole-variant", "steps_per_task": 10}},
-            "did you mean 'cartpole-variants'?",
+            "did you mean 'cartpole-variants'",
         ),
     ],
 )

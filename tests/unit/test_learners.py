@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
 from l2rl.config import EvalConfig, PluginConfig
-from l2rl.core import Component, RunContext
+from l2rl.core import Component, Learner, RunContext
 from l2rl.logging.recorder import Recorder
 from l2rl.runner import NonFiniteError, Runner
 from l2rl.testing import FakeAgent, FakeLearnerComponent, fake_scenario
@@ -115,6 +117,78 @@ def test_learner_names_must_be_unique_and_targets_must_exist() -> None:
         make_runner([first, second])
     with pytest.raises(ValueError, match="aimed at learner 'nobody'"):
         make_runner([UpdateWatcher("nobody")])
+
+
+class GainLearner(Learner):
+    """One scalar ``gain`` with no batches of its own: it steps with the learner it
+    ``trains_with``, through a loss term its component adds to that learner's losses."""
+
+    learner_name = "gain"
+
+    def __init__(self, trains_with: str | None, max_grad_norm: float | None) -> None:
+        self.net = nn.Module()
+        self.net.gain = nn.Parameter(torch.zeros(()))
+        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=1.0)
+        self.trains_with = trains_with
+        self.max_grad_norm = max_grad_norm
+        self.steps_seen = 0
+
+    def batches(self, global_step: int) -> Iterator[Any]:
+        return iter(())
+
+    def losses(self, batch: Any) -> Losses:
+        raise AssertionError("a learner with no batches is never asked for losses")
+
+    def after_optimizer_step(self) -> None:
+        self.steps_seen += 1
+
+    def networks(self) -> nn.Module:
+        return self.net
+
+
+class GainComponent(Component):
+    """Adds ``(gain - 3)^2`` to the agent's losses; owns the :class:`GainLearner`."""
+
+    def __init__(self, trains_with: str | None = "agent", max_grad_norm: float | None = None):
+        super().__init__(PluginConfig(), fake_scenario(1, 4).env_spec())
+        self.name = "gain"
+        self.model = GainLearner(trains_with, max_grad_norm)
+
+    def learners(self) -> tuple[GainLearner]:
+        return (self.model,)
+
+    def losses(self, ctx: RunContext, batch: Any) -> Losses:
+        return {"loss_gain": (self.model.net.gain - 3.0).pow(2)}
+
+
+def test_a_learner_that_trains_with_the_agent_steps_on_every_agent_update() -> None:
+    component = GainComponent()
+    runner = make_runner([component])
+    runner.run()
+    assert runner.ctx.learner_updates == {"agent": 19, "gain": 19}
+    assert component.model.steps_seen == 19
+    # SGD lr 1 on (g - 3)^2 overshoots to g = 6 and back: g alternates 6, 0, 6, ...
+    assert float(component.model.net.gain.detach()) == pytest.approx(6.0)
+
+
+def test_a_learner_that_trains_with_another_is_clipped_on_its_own() -> None:
+    component = GainComponent(max_grad_norm=1e-3)
+    runner = make_runner([component])
+    runner.run()
+    # 19 steps of at most 1e-3 each towards 3; the agent's own clipping (none) is apart.
+    assert float(component.model.net.gain.detach()) == pytest.approx(19e-3)
+
+
+def test_trains_with_must_name_another_learner_that_trains_on_its_own() -> None:
+    with pytest.raises(ValueError, match="trains with 'nobody', which is not another"):
+        make_runner([GainComponent(trains_with="nobody")])
+    with pytest.raises(ValueError, match="trains with 'gain', which is not another"):
+        make_runner([GainComponent(trains_with="gain")])
+    chained = GainComponent()
+    chained.model.learner_name = "chained"
+    chained.model.trains_with = "gain"
+    with pytest.raises(ValueError, match="which itself trains with 'agent'"):
+        make_runner([GainComponent(), chained])
 
 
 def test_learner_state_is_checkpointed_and_resumed_exactly(tmp_path: Path) -> None:

@@ -64,6 +64,10 @@ class Hyper(Component):
     """Offers generated weights."""
 
     role = "hypernetwork"
+    bound = True
+
+    def bind(self, target: torch.nn.Module, loss_scale: float) -> None:
+        pass
 
     def weights(self, task: int | None) -> Mapping[str, torch.Tensor]:
         return {"weight": torch.full((1,), float(task or 0))}
