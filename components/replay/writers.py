@@ -75,6 +75,51 @@ class FIFOWriter:
         self._chunks = deque(int(c) for c in state["chunks"])
 
 
+class CurrentTaskWriter:
+    """The newest task's chunks only, first in first out within ``capacity``.
+
+    Rule: a complete chunk of a task other than the held chunks' evicts all of them (the
+    replay then holds only the task being trained, from the first complete chunk of that
+    task on); past ``capacity`` chunks the oldest goes, as in :class:`FIFOWriter`. Model
+    learners that train on the current task's data alone (HyperCRL's fine-tuning
+    baseline and its hypernetwork) use it. In a task-agnostic run every chunk has task -1
+    and the rule is plain FIFO.
+
+    Args:
+        capacity: chunks held at most.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        _check_capacity(capacity)
+        self.capacity = capacity
+        self.task: int | None = None
+        """The task of the held chunks (``None`` before the first)."""
+        self._chunks: deque[int] = deque()
+
+    def place(self, chunk: int, task: int, rng: np.random.Generator) -> list[int]:
+        """Keep ``chunk``; evict every chunk of another task, then the oldest past capacity."""
+        evicted: list[int] = []
+        if task != self.task:
+            evicted, self._chunks, self.task = list(self._chunks), deque(), task
+        self._chunks.append(chunk)
+        if len(self._chunks) > self.capacity:
+            evicted.append(self._chunks.popleft())
+        return evicted
+
+    def held(self) -> list[int]:
+        """The chunks held, oldest first."""
+        return list(self._chunks)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The held chunks, oldest first, and their task."""
+        return {"chunks": list(self._chunks), "task": self.task}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self._chunks = deque(int(c) for c in state["chunks"])
+        self.task = None if state["task"] is None else int(state["task"])
+
+
 class ReservoirWriter:
     """Reservoir sampling (Vitter 1985, Algorithm R) over chunks.
 

@@ -26,7 +26,15 @@ import torch
 
 from l2rl.builder import services_from
 from l2rl.config import ConfigError, EvalConfig, PluginConfig, validate_options
-from l2rl.core import Agent, AgentServices, BatchSource, Component, Learner, RunContext
+from l2rl.core import (
+    Agent,
+    AgentServices,
+    BatchSource,
+    Component,
+    Learner,
+    RunContext,
+    WeightService,
+)
 from l2rl.hooks import Hook, HookRegistrationError, overridden_hooks
 from l2rl.runner import Runner
 from l2rl.scenario import Scenario
@@ -309,6 +317,36 @@ def _check_run(
     )
     if component.role == "replay":
         checks.record(f"replay sample[{mode}]", _replay_problem(component, env_spec))
+    if isinstance(component, WeightService):
+        checks.record(f"generated weights[{mode}]", _generated_weights_problem(component))
+
+
+def _generated_weights_problem(component: Component) -> str | None:
+    """Whether ``weights(None)`` is differentiable in the component's learners' parameters
+    (so that an agent's loss trains them)."""
+    assert isinstance(component, WeightService)
+    try:
+        generated = dict(component.weights(None))
+    except Exception as exc:
+        return f"weights(None) raised {_describe(exc)}"
+    if not generated:
+        return "weights(None) gave no tensors"
+    params = [
+        p
+        for learner in component.learners()
+        for group in learner.optimizer.param_groups
+        for p in group["params"]
+    ]
+    if not all(w.requires_grad for w in generated.values()) or not params:
+        return (
+            "the generated weights carry no gradient to the component's learners (they "
+            "must be computed from parameters that the learners' optimizers step)"
+        )
+    total = torch.stack([w.float().pow(2).sum() for w in generated.values()]).sum()
+    grads = torch.autograd.grad(total, params, allow_unused=True)
+    if not any(g is not None and bool(g.abs().sum() > 0) for g in grads):
+        return "no parameter of the component's learners gets a gradient from weights(None)"
+    return None
 
 
 def _watch_evaluations(runner: Runner) -> list[str]:
@@ -446,6 +484,12 @@ def _behaviour_differences(
         mine = _seeded(original.losses, ctx, batch)
         theirs = _seeded(restored.losses, ctx, batch)
         found += state_differences(mine, theirs, "losses(ctx, last batch)")
+    if isinstance(original, WeightService):
+        assert isinstance(restored, WeightService)
+        for task in (None, *range(len(ctx.tasks))):
+            with torch.no_grad():
+                mine, theirs = original.weights(task), restored.weights(task)
+            found += state_differences(dict(mine), dict(theirs), f"weights({task})")
     if original.role == "replay" and isinstance(original, BatchSource) and len(original) > 0:
         assert isinstance(restored, BatchSource)
         try:

@@ -145,12 +145,15 @@ class FakeAgent(Agent):
     its losses carry real gradients. It acts epsilon-greedily with its own seeded
     generator. Every ``train_every`` env steps it yields one minibatch: drawn from
     ``services.replay`` when one is given and holds enough transitions, otherwise its own
-    last ``batch_size`` transitions, so it needs no replay component.
+    last ``batch_size`` transitions, so it needs no replay component. Given a ``weights``
+    service (a hypernetwork) it binds ``q`` to it and runs ``q`` with the generated
+    weights of the task being trained (of the task evaluated, when acting), so its loss
+    trains the hypernetwork and it trains nothing itself.
 
     Args:
         config: validated options.
         env_spec: needs a 1-D ``Box`` observation space and a ``Discrete`` action space.
-        services: an optional replay to draw minibatches from.
+        services: an optional replay to draw minibatches from, an optional weights service.
         seed: seeds initialisation and exploration.
     """
 
@@ -180,16 +183,37 @@ class FakeAgent(Agent):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.q = torch.nn.Linear(obs_space.shape[0], self.num_actions)
-        self.optimizer = torch.optim.SGD(self.q.parameters(), lr=config.lr)
+            self.generator = services.weights
+            if self.generator is not None:
+                self.q.requires_grad_(False)  # its values are never used
+                self.generator.bind(self.q, loss_scale=1.0)  # the loss is a mean
+        self.trained = torch.nn.Module() if self.generator is not None else self.q
+        self.optimizer = torch.optim.SGD(
+            [{"params": list(self.trained.parameters())}], lr=config.lr
+        )
         self.rng = np.random.default_rng(seed)
         self.recent: deque[Step] = deque(maxlen=config.batch_size)
+        self.task: int | None = None
+
+    def values(self, obs: torch.Tensor, task_id: int | None) -> torch.Tensor:
+        """``q(obs)``, with ``task_id``'s generated weights when a weights service is given."""
+        if self.generator is None:
+            out: torch.Tensor = self.q(obs)
+            return out
+        weights = dict(self.generator.weights(task_id))
+        generated: torch.Tensor = torch.func.functional_call(self.q, weights, (obs,))
+        return generated
 
     def act(self, obs: np.ndarray, task_id: int | None, explore: bool) -> int:
         """Epsilon-greedy on ``q`` when exploring, greedy otherwise."""
         if explore and self.rng.random() < self.config.epsilon:
             return int(self.rng.integers(self.num_actions))
         with torch.inference_mode():
-            return int(self.q(torch.as_tensor(obs, dtype=torch.float32)).argmax())
+            return int(self.values(torch.as_tensor(obs, dtype=torch.float32), task_id).argmax())
+
+    def on_task_start(self, task: TaskInfo) -> None:
+        """Train the generated weights of this task from now on."""
+        self.task = task.index
 
     def observe(self, step: Step) -> None:
         """Keep the transition among the last ``batch_size``."""
@@ -207,32 +231,34 @@ class FakeAgent(Agent):
 
     def losses(self, batch: TransitionBatch) -> Losses:
         """Squared error of the taken action's value against the immediate reward."""
-        q = self.q(batch.obs.to(torch.float32)).gather(1, batch.actions.long().view(-1, 1))
+        q = self.values(batch.obs.to(torch.float32), self.task)
+        q = q.gather(1, batch.actions.long().view(-1, 1))
         return {"loss_q": F.mse_loss(q.squeeze(1), batch.rewards.to(torch.float32))}
 
-    def networks(self) -> torch.nn.Linear:
-        """The linear value layer."""
-        return self.q
+    def networks(self) -> torch.nn.Module:
+        """The linear value layer; an empty module when its weights are generated."""
+        return self.trained
 
     def policy_distribution(
         self, obs: torch.Tensor, task_ids: torch.Tensor
     ) -> torch.distributions.Categorical:
         """Softmax over the action values (so regularizers needing a policy can run)."""
-        return torch.distributions.Categorical(logits=self.q(obs.to(torch.float32)))
+        return torch.distributions.Categorical(logits=self.values(obs.to(torch.float32), self.task))
 
     def state_value(self, obs: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         """Expected action value under :meth:`policy_distribution`."""
-        q = self.q(obs.to(torch.float32))
+        q = self.values(obs.to(torch.float32), self.task)
         value: torch.Tensor = (torch.softmax(q, dim=-1) * q).sum(-1)
         return value
 
     def state_dict(self) -> dict[str, Any]:
-        """Network, optimiser and the exploration generator's state."""
-        return {**super().state_dict(), "rng": self.rng.bit_generator.state}
+        """Network, optimiser, the task trained and the exploration generator's state."""
+        return {**super().state_dict(), "task": self.task, "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         super().load_state_dict(state)
+        self.task = state["task"]
         self.rng.bit_generator.state = state["rng"]
 
 

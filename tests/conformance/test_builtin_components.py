@@ -31,7 +31,14 @@ from l2rl.testing import check_component, fake_scenario
 from l2rl.testing.conformance import AgentFactory
 from l2rl.types import EnvSpec
 
-BUILTIN_REPLAYS = {"fifo", "reservoir", "task-balanced", "wmar", "continual-dreamer"}
+BUILTIN_REPLAYS = {
+    "fifo",
+    "reservoir",
+    "task-balanced",
+    "wmar",
+    "continual-dreamer",
+    "current-task",
+}
 
 REPLAYS = sorted(
     name

@@ -37,6 +37,17 @@ SMALL: dict[str, dict[str, Any]] = {
     "ppo": {"n_steps": 32, "num_minibatches": 2, "hidden_sizes": [16]},
     "sac": {"learning_starts": 50, "random_steps": 50, "batch_size": 16, "hidden_sizes": [16]},
     "dreamer": {"learning_starts": 50, "batch_size": 4, "sequence_length": 8, "units": 16},
+    "mpc": {
+        "hidden": [16],
+        "samples": 16,
+        "horizon": 3,
+        "elites": 4,
+        "iterations": 2,
+        "random_steps": 50,
+        "train_every": 50,
+        "gradient_steps": 2,
+        "batch_size": 16,
+    },
 }
 """Options that make the built-ins update within 200 steps; other agents run on defaults."""
 
@@ -61,6 +72,10 @@ COMPONENT_COMPANIONS: dict[str, list[dict[str, Any]]] = {
 }
 """Components a component cannot run without (Plan2Explore reads a world model's states;
 the held-out probe evaluates a world model)."""
+AGENT_OPTIONS_WITH: dict[tuple[str, str], dict[str, Any]] = {
+    ("mpc", "hypercrl"): {"model": "hypernetwork"},
+}
+"""Agent options a component needs (MPC runs its model on the hypernetwork's weights)."""
 
 TWO_TASKS: dict[str, dict[str, Any]] = {
     "discrete": {
@@ -82,7 +97,7 @@ def run_config(agent: str, scenario: str, replay: str, num_envs: int) -> dict[st
     return {
         "name": f"{agent}-{scenario}",
         "scenario": {**SCENARIOS[scenario], "steps_per_task": 200},
-        "agent": {"name": agent, "options": SMALL.get(agent, {})},
+        "agent": {"name": agent, "options": dict(SMALL.get(agent, {}))},
         "replay": None
         if replay == "none"
         else {"name": "fifo", "options": {"capacity": 1000, "max_envs": num_envs}},
@@ -162,6 +177,11 @@ CANNOT_COMPOSE = {
     ("ppo", "plan2explore"),
     # The held-out probe needs a world model, which needs a replay.
     ("ppo", "world-model-heldout"),
+    # These agents run their own networks; they never bind the hypernetwork's weights.
+    ("dqn", "hypercrl"),
+    ("ppo", "hypercrl"),
+    ("sac", "hypercrl"),
+    ("dreamer", "hypercrl"),
 }
 """Pairs every setup of which must be refused before training (a ConfigError)."""
 
@@ -185,6 +205,7 @@ def test_every_agent_trains_with_every_component_that_applies_to_it(
             config["scenario"] = {**TWO_TASKS[scenario], "steps_per_task": 100}
             config["evaluation"]["every"] = 100
             config["components"] = with_component(config, component)
+            config["agent"]["options"] |= AGENT_OPTIONS_WITH.get((agent, component), {})
             parsed = parse_config(config)
             try:
                 built = build_run(parsed, seed=0)

@@ -11,6 +11,7 @@ MODULES = (
     "l2rl.aggregate",
     "l2rl.dreamer_math",
     "l2rl.components.detectors.changepoint",
+    "l2rl.components.hypernetworks.network",
     "l2rl.components.world_models.conv",
     "l2rl.components.world_models.plan2explore",
     "l2rl.config",

@@ -1,0 +1,1 @@
+"""Hypernetwork components (role ``hypernetwork``): HyperCRL."""
