@@ -80,7 +80,9 @@ class BatchSource(Protocol):
         ...
 
     def sample(self, batch_size: int) -> TransitionBatch:
-        """A minibatch of ``batch_size`` transitions."""
+        """A minibatch of ``batch_size`` transitions, or of a whole multiple of it where the
+        replay's rule adds as many rows per remembered part (the ``coreset`` replay draws
+        ``batch_size`` from the current task and from each earlier task's coreset)."""
         ...
 
 

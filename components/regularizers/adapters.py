@@ -20,7 +20,7 @@ import numpy as np
 from l2rl.config import ConfigError
 from l2rl.core import Agent, Component, PolicyAgent, RunContext
 from l2rl.seeding import derive_seed
-from l2rl.types import Losses, Step, TaskInfo
+from l2rl.types import EnvSpec, Losses, Step, TaskInfo
 
 from .memory import FieldSpec, Reservoir
 from .params import QuadraticPenalty
@@ -84,6 +84,30 @@ def observation_fields(space: gym.spaces.Space[Any]) -> dict[str, FieldSpec]:
 def task_id_or_unknown(task_id: int | None) -> int:
     """The stored form of a step's task id: -1 where the run gives none."""
     return -1 if task_id is None else task_id
+
+
+def transition_fields(env_spec: EnvSpec) -> dict[str, FieldSpec]:
+    """Reservoir fields of a whole transition, named as :class:`~l2rl.types.TransitionBatch`'s."""
+    return {
+        "obs": space_field(env_spec.observation_space, "observation"),
+        "actions": space_field(env_spec.action_space, "action"),
+        "rewards": ((), np.dtype(np.float32)),
+        "next_obs": space_field(env_spec.observation_space, "observation"),
+        "terminated": ((), np.dtype(np.bool_)),
+        "task_ids": ((), np.dtype(np.int64)),
+    }
+
+
+def transition_row(step: Step) -> dict[str, Any]:
+    """A step as a row of :func:`transition_fields`."""
+    return {
+        "obs": step.obs,
+        "actions": step.action,
+        "rewards": step.reward,
+        "next_obs": step.next_obs,
+        "terminated": step.terminated,
+        "task_ids": task_id_or_unknown(step.task_id),
+    }
 
 
 class TaskEndRegularizer(Component):

@@ -17,7 +17,6 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from pydantic import Field, PositiveInt
 
@@ -25,7 +24,7 @@ from l2rl.config import PluginConfig
 from l2rl.core import Agent, RunContext
 from l2rl.types import EnvSpec, Step, TaskInfo, TransitionBatch
 
-from .adapters import WindowSampling, space_field, stream_seed, task_id_or_unknown
+from .adapters import WindowSampling, stream_seed, transition_fields, transition_row
 from .memory import EpisodicMemory, Reservoir
 from .params import trainable_parameters
 
@@ -112,14 +111,7 @@ class AGEM(WindowSampling):
 
     def __init__(self, config: Config, env_spec: EnvSpec) -> None:
         super().__init__(config, env_spec)
-        fields = {
-            "obs": space_field(env_spec.observation_space, "observation"),
-            "actions": space_field(env_spec.action_space, "action"),
-            "rewards": ((), np.dtype(np.float32)),
-            "next_obs": space_field(env_spec.observation_space, "observation"),
-            "terminated": ((), np.dtype(np.bool_)),
-            "task_ids": ((), np.dtype(np.int64)),
-        }
+        fields = transition_fields(env_spec)
         self.window = Reservoir(config.memory_per_task, fields, _SAMPLE_STREAM)
         self.memory = EpisodicMemory(_MEMORY_STREAM)
         self.checked = 0
@@ -142,14 +134,7 @@ class AGEM(WindowSampling):
 
     def _window_row(self, step: Step) -> dict[str, Any]:
         """The whole transition."""
-        return {
-            "obs": step.obs,
-            "actions": step.action,
-            "rewards": step.reward,
-            "next_obs": step.next_obs,
-            "terminated": step.terminated,
-            "task_ids": task_id_or_unknown(step.task_id),
-        }
+        return transition_row(step)
 
     def after_backward(self, ctx: RunContext) -> None:
         """Project ``.grad`` if it conflicts with the memory's reference gradient."""

@@ -9,7 +9,11 @@ information of the policy on task ``t``'s data,
 
 estimated at the task's end from a uniform sample of the window's observations with
 actions drawn from the policy itself (the true Fisher, not the "empirical" one that would
-use the stored actions). Kirkpatrick et al. keep one penalty per earlier task (section
+use the stored actions). With ``fisher: empirical`` it is instead the mean squared
+gradient of the agent's own loss on single remembered transitions
+(:func:`empirical_fisher`), for agents whose loss is a negative log-likelihood of what they
+predict rather than a policy: a model-based agent's dynamics model, as in HyperCRL's EWC
+baseline. Kirkpatrick et al. keep one penalty per earlier task (section
 "EWC allows continual learning in a supervised learning context"); Continual World
 (Wołczyk et al. 2021) uses ``lambda = 1e4`` and clips ``F >= 1e-5``. Continual World's
 own code keeps instead one summed Fisher and the latest anchor, which is online EWC with
@@ -19,7 +23,7 @@ own code keeps instead one summed Fisher and the latest anchor, which is online 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, PositiveInt
@@ -27,7 +31,7 @@ from torch import nn
 
 from l2rl.config import PluginConfig
 from l2rl.core import RunContext
-from l2rl.types import EnvSpec, TaskInfo
+from l2rl.types import EnvSpec, Step, TaskInfo, TransitionBatch
 
 from .adapters import (
     PenaltyRegularizer,
@@ -35,6 +39,8 @@ from .adapters import (
     observation_fields,
     require_policy_agent,
     stream_seed,
+    transition_fields,
+    transition_row,
 )
 from .memory import Reservoir
 from .params import (
@@ -104,6 +110,35 @@ def diagonal_fisher(
             if grad is not None:
                 total[name] += grad.pow(2).sum(0)
     return {name: value / len(obs) for name, value in total.items()}
+
+
+def empirical_fisher(
+    module: nn.Module,
+    loss: Callable[[TransitionBatch], torch.Tensor],
+    rows: Mapping[str, torch.Tensor],
+) -> Tensors:
+    """``mean_n (d loss_n / d theta)^2`` over the transitions ``rows``, per parameter.
+
+    ``loss_n`` is ``loss`` on the one-transition batch ``n``: with a loss that is a negative
+    log-likelihood (a regression model's squared error), this is the empirical Fisher
+    HyperCRL's EWC baseline estimates on its dynamics model (``model/regularizer.py``,
+    ``estimate_fisher`` with ``empirical_fisher``: batches of one, squared gradients).
+
+    Raises:
+        ValueError: ``rows`` is empty.
+    """
+    count = len(rows["obs"])
+    if count == 0:
+        raise ValueError("the Fisher needs at least one transition")
+    params = trainable_parameters(module)
+    total = {name: torch.zeros_like(p) for name, p in params.items()}
+    for n in range(count):
+        single = TransitionBatch(**{k: v[n : n + 1] for k, v in rows.items()})
+        grads = torch.autograd.grad(loss(single), list(params.values()), allow_unused=True)
+        for name, grad in zip(params, grads, strict=True):
+            if grad is not None:
+                total[name] += grad.pow(2)
+    return {name: value / count for name, value in total.items()}
 
 
 class FisherPenalty(QuadraticPenalty):
@@ -204,14 +239,21 @@ class FisherConfig(PluginConfig):
     fisher_batch_size: PositiveInt = Field(
         default=256, description="Observations per batched backward pass of the estimate."
     )
+    fisher: Literal["policy", "empirical"] = Field(
+        default="policy",
+        description="policy: the Fisher of the agent's policy, actions drawn from it "
+        "(needs a PolicyAgent); empirical: squared gradients of the agent's own summed loss "
+        "on single remembered transitions (a dynamics model's, as HyperCRL's EWC baseline).",
+    )
 
 
 class FisherRegularizer(WindowSampling, PenaltyRegularizer):
     """Shared adapter of EWC and online EWC: sample the window, estimate F at its end.
 
-    The agent must be a :class:`~l2rl.core.PolicyAgent`; ``networks()`` are the
-    parameters held. A task-agnostic run has no task ends, so nothing is consolidated
-    (the component warns).
+    With the policy Fisher the agent must be a :class:`~l2rl.core.PolicyAgent`; with the
+    empirical one its ``losses`` must take a :class:`~l2rl.types.TransitionBatch`.
+    ``networks()`` are the parameters held. A task-agnostic run has no task ends, so
+    nothing is consolidated (the component warns).
     """
 
     config: FisherConfig
@@ -221,9 +263,18 @@ class FisherRegularizer(WindowSampling, PenaltyRegularizer):
     def __init__(self, config: FisherConfig, env_spec: EnvSpec) -> None:
         super().__init__(config, env_spec)
         self.penalty = self._make_penalty(config)
-        self.window = Reservoir(
-            config.fisher_samples, observation_fields(env_spec.observation_space), _SAMPLE_STREAM
+        fields = (
+            transition_fields(env_spec)
+            if config.fisher == "empirical"
+            else observation_fields(env_spec.observation_space)
         )
+        self.window = Reservoir(config.fisher_samples, fields, _SAMPLE_STREAM)
+
+    def _window_row(self, step: Step) -> dict[str, Any]:
+        """The observation (policy Fisher) or the whole transition (empirical Fisher)."""
+        if self.config.fisher == "empirical":
+            return transition_row(step)
+        return super()._window_row(step)
 
     @property
     def samples(self) -> Reservoir:
@@ -236,25 +287,34 @@ class FisherRegularizer(WindowSampling, PenaltyRegularizer):
 
     def on_run_start(self, ctx: RunContext) -> None:
         """Check the agent, seed the sample, warn if the run has no task boundaries."""
-        require_policy_agent(ctx.agent, f"{self.role} {self.name!r}")
+        if self.config.fisher == "policy":
+            require_policy_agent(ctx.agent, f"{self.role} {self.name!r}")
         super().on_run_start(ctx)
 
     def on_task_end(self, ctx: RunContext, task: TaskInfo) -> None:
         """Estimate this task's Fisher on the window's sample and consolidate."""
         if len(self.window) == 0:
             return
-        agent = require_policy_agent(ctx.agent, f"{self.role} {self.name!r}")
         rows = self.window.rows()
         network = ctx.agent.networks()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(stream_seed(ctx, _FISHER_STREAM, task.block))
-            fisher = diagonal_fisher(
-                network,
-                agent.policy_distribution,
-                rows["obs"],
-                rows["task_ids"],
-                self.config.fisher_batch_size,
-            )
+            if self.config.fisher == "empirical":
+                agent = ctx.agent
+
+                def loss(batch: TransitionBatch) -> torch.Tensor:
+                    return torch.stack(list(agent.losses(batch).values())).sum()
+
+                fisher = empirical_fisher(network, loss, rows)
+            else:
+                policy = require_policy_agent(ctx.agent, f"{self.role} {self.name!r}")
+                fisher = diagonal_fisher(
+                    network,
+                    policy.policy_distribution,
+                    rows["obs"],
+                    rows["task_ids"],
+                    self.config.fisher_batch_size,
+                )
         self.penalty.consolidate(task.index, network, fisher)
         total = sum(float(f.sum()) for f in fisher.values())
         count = sum(f.numel() for f in fisher.values())

@@ -535,9 +535,13 @@ def _replay_problem(component: Component, env_spec: EnvSpec) -> str | None:
         return f"sample(4) raised {_describe(exc)}"
     if not isinstance(batch, TransitionBatch):
         return f"sample(4) must return a TransitionBatch, got {type(batch).__name__}"
-    obs_shape = (4, *(env_spec.observation_space.shape or ()))
-    if len(batch) != 4 or tuple(batch.obs.shape) != obs_shape:
-        return f"sample(4) returned obs of shape {tuple(batch.obs.shape)}, expected {obs_shape}"
+    rows = len(batch)
+    obs_shape = (rows, *(env_spec.observation_space.shape or ()))
+    if rows < 4 or rows % 4 != 0 or tuple(batch.obs.shape) != obs_shape:
+        return (
+            f"sample(4) returned obs of shape {tuple(batch.obs.shape)}, expected 4 rows (or a "
+            f"whole multiple of 4) of {obs_shape[1:]}"
+        )
     return None
 
 

@@ -38,6 +38,7 @@ BUILTIN_REPLAYS = {
     "wmar",
     "continual-dreamer",
     "current-task",
+    "coreset",
 }
 
 REPLAYS = sorted(
@@ -100,10 +101,24 @@ def test_sac_trains_from_every_replay(name: str) -> None:
     result = Runner(scenario, agent, [replay], evaluation, seed=0).run()
     assert result.updates > 40  # SAC updates every step once 8 transitions are stored
     batch = replay.sample(8)
-    assert batch.actions.dtype == torch.float32 and batch.actions.shape == (8, 1)
+    # A coreset replay adds 8 rows per finished task (one here).
+    rows = 16 if name == "coreset" else 8
+    assert batch.actions.dtype == torch.float32 and batch.actions.shape == (rows, 1)
 
 
-@pytest.mark.parametrize("name", REPLAYS)
+SEQUENCE_REPLAYS = [
+    name
+    for name in REPLAYS
+    if callable(getattr(registry.load("l2rl.components", name), "sample_sequences", None))
+]
+"""The replays that also serve sequences (every chunked one; not the coreset)."""
+
+
+def test_the_chunked_replays_serve_sequences() -> None:
+    assert set(REPLAYS) - set(SEQUENCE_REPLAYS) == {"coreset"}
+
+
+@pytest.mark.parametrize("name", SEQUENCE_REPLAYS)
 def test_dreamer_and_its_world_model_train_from_every_replay(name: str) -> None:
     """Both learners update from the replay's sequences, across a task change."""
     scenario = fake_scenario(num_tasks=2, steps_per_task=32)

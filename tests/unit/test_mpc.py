@@ -112,6 +112,29 @@ def test_the_loss_is_hypercrls_sum_over_the_batch_divided_by_the_state_size() ->
     assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-6)
 
 
+def test_a_multi_head_model_sends_each_row_through_its_tasks_head() -> None:
+    env_spec = spec((pendulum_reward, pendulum_reward, pendulum_reward))
+    mpc = agent(env_spec, multi_head=True, normalize_inputs=False)
+    assert mpc.untrained_task_heads and len(mpc.model.heads) == 3
+    obs, actions = torch.randn(4, 3), torch.randn(4, 1)
+    tasks = torch.tensor([2, 0, 1, 2])
+    with torch.no_grad():
+        features = mpc.model.trunk(torch.cat([obs, actions], dim=1))
+        expected = torch.stack(
+            [mpc.model.heads[int(t)](f) for t, f in zip(tasks, features, strict=True)]
+        )
+        torch.testing.assert_close(mpc.predict(obs, actions, tasks), expected)
+        torch.testing.assert_close(mpc.predict(obs, actions, 1), mpc.model.heads[1](features))
+    # The loss takes each replayed row through the head of the task it came from.
+    b = TransitionBatch(
+        obs, actions, torch.zeros(4), obs + 1, torch.zeros(4, dtype=torch.bool), tasks
+    )
+    loss = mpc.losses(b)["loss_dynamics"]
+    assert float(loss.detach()) == pytest.approx(float(((expected - 1) ** 2).sum() / 3), rel=1e-5)
+    with pytest.raises(ConfigError, match="multi_head needs task ids"):
+        agent(spec((pendulum_reward,), task_aware=False), multi_head=True)
+
+
 def test_angles_enter_the_model_as_cosine_and_sine() -> None:
     mpc = agent(spec((pendulum_reward,)), angle_dims=[1])
     x = mpc.features(torch.tensor([[0.5, np.pi / 2, -1.0]]), torch.tensor([[2.0]]))
@@ -215,3 +238,28 @@ def test_the_learned_model_predicts_pendulum_state_changes(model: str) -> None:
     Runner(scenario, mpc, components, evaluation, seed=0).run()
     error, scale = prediction_error(mpc, replay)
     assert error < 0.05 * scale, (error, scale)
+
+
+def test_ewc_with_the_empirical_fisher_and_si_protect_the_dynamics_model() -> None:
+    from l2rl.components.regularizers.ewc import EWCRegularizer
+    from l2rl.components.regularizers.si import SIRegularizer
+
+    scenario = pendulum(48, [10.0, 12.0])
+    env_spec = scenario.env_spec()
+    for regularizer in (
+        EWCRegularizer(EWCRegularizer.Config(fisher="empirical", fisher_samples=16), env_spec),
+        SIRegularizer(SIRegularizer.Config(), env_spec),
+    ):
+        regularizer.name = "reg"
+        replay = fifo(env_spec)
+        replay.name = "fifo"
+        components = [replay, regularizer]
+        mpc = agent(env_spec, components=components, multi_head=True)
+        Runner(scenario, mpc, components, EvalConfig(every=48, episodes=1), seed=0).run()
+        assert regularizer.penalty.active
+        if isinstance(regularizer, EWCRegularizer):
+            # The first task's term: the second task's training moved the model off it.
+            assert float(regularizer.penalty(mpc.networks()).detach()) > 0.0
+        else:  # SI re-anchors at every task end; its importances are what it learned
+            assert regularizer.penalty.omega is not None
+            assert float(regularizer.penalty.omega.abs().sum()) > 0.0

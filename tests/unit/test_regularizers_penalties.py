@@ -341,3 +341,31 @@ def test_flat_vectors_follow_the_module_layout_and_map_back() -> None:
     assert flat_gradients(net).tolist() == [0.0] * 9 + [1.0] * 3 + [0.0]
     with pytest.raises(KeyError, match="made for"):
         check_layout(nn.Linear(2, 3), layout, "the anchor")
+
+
+def test_empirical_fisher_is_the_mean_squared_per_transition_gradient_by_hand() -> None:
+    from l2rl.components.regularizers.ewc import empirical_fisher
+    from l2rl.types import TransitionBatch
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, -2.0]]))
+    obs = torch.tensor([[1.0, 0.0], [0.5, 1.0], [2.0, 1.0]])
+    targets = torch.tensor([0.0, 1.0, -1.0])
+
+    def loss(batch: TransitionBatch) -> torch.Tensor:
+        return (model(batch.obs).squeeze(1) - batch.rewards).pow(2).sum()
+
+    n = len(obs)
+    rows = {
+        "obs": obs,
+        "actions": torch.zeros(n, dtype=torch.int64),
+        "rewards": targets,
+        "next_obs": obs,
+        "terminated": torch.zeros(n, dtype=torch.bool),
+        "task_ids": torch.zeros(n, dtype=torch.int64),
+    }
+    fisher = empirical_fisher(model, loss, rows)
+    # d/dw (w.x - y)^2 = 2 (w.x - y) x: residuals 1, -2.5, 1 -> gradients (2, 0),
+    # (-2.5, -5), (4, 2); mean of squares: ((4 + 6.25 + 16) / 3, (0 + 25 + 4) / 3).
+    torch.testing.assert_close(fisher["weight"], torch.tensor([[26.25 / 3, 29.0 / 3]]))
