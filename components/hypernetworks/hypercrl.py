@@ -32,6 +32,18 @@ Tasks. Embeddings are kept per task index (a cycle reuses its task's embedding; 
 tasks of a task-agnostic run with a detector work the same way). A task evaluated before
 it trains has no embedding; it is evaluated with the embedding being trained (before any
 training: the first task's, untrained), i.e. with the weights the agent acts with now.
+
+Task inference (``infer_task``; our rule, HyperCRL itself is task-aware). In a
+task-agnostic run without a detector the component keeps the last ``infer_window``
+transitions and, every ``infer_every`` steps, scores each embedding by the agent's own
+loss on them with that embedding's generated network (:meth:`HyperCRL.loss_with`). The
+embedding being trained stays while its loss is at most ``new_task_factor`` times its loss
+at its last check. Otherwise the data changed: the embedding with the lowest loss takes
+over if that loss is below the current one's by more than the factor (a task seen
+before), and else a new embedding is added (a new task). Either change stores the
+targets and restarts the optimisers as a task start does; the embedding left, which trained
+on the new data until the check, is restored to its value at its last fitting check and
+held to its outputs of then (not to those it drifted to).
 """
 
 from __future__ import annotations
@@ -44,10 +56,11 @@ import torch
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
-from l2rl.config import PluginConfig
+from l2rl.config import ConfigError, PluginConfig
 from l2rl.core import Component, Learner, RunContext
-from l2rl.types import EnvSpec, Losses, TaskInfo
+from l2rl.types import EnvSpec, Losses, Step, TaskInfo, TransitionBatch
 
+from ..replay.transitions import TransitionArrays
 from .network import HyperNetwork
 
 
@@ -80,10 +93,12 @@ def adam_look_ahead(optimizer: torch.optim.Optimizer) -> dict[int, Tensor]:
             step = float(state["step"]) + 1.0 if state else 1.0
             exp_avg = state["exp_avg"] if state else torch.zeros_like(grad)
             exp_avg_sq = state["exp_avg_sq"] if state else torch.zeros_like(grad)
-            m = beta1 * exp_avg + (1.0 - beta1) * grad
-            v = beta2 * exp_avg_sq + (1.0 - beta2) * grad * grad
-            denom = v.sqrt() / math.sqrt(1.0 - beta2**step) + group["eps"]
-            deltas[id(param)] = -group["lr"] / (1.0 - beta1**step) * m / denom
+            # Written with as few full-size temporaries as possible: a hypernetwork's
+            # Theta is large, and these run on every update.
+            m = torch.lerp(exp_avg, grad, 1.0 - beta1)
+            denom = torch.addcmul(exp_avg_sq * beta2, grad, grad, value=1.0 - beta2)
+            denom.sqrt_().div_(math.sqrt(1.0 - beta2**step)).add_(group["eps"])
+            deltas[id(param)] = m.div_(denom).mul_(-group["lr"] / (1.0 - beta1**step))
     return deltas
 
 
@@ -106,9 +121,10 @@ def output_regularizer(
             f"need one embedding per stored target: embeddings for {sorted(embeddings)}, "
             f"targets for {sorted(targets)}"
         )
+    theta = network.moved_theta(theta_delta) if theta_delta else None
     total = torch.zeros(())
     for task, target in targets.items():
-        generated = network(embeddings[task], theta_delta)
+        generated = network.generate(embeddings[task], theta)
         total = total + sum((target[n] - generated[n]).pow(2).sum() for n in target)
     return total / len(targets)
 
@@ -198,6 +214,24 @@ class HyperCRL(Component):
         log_every_updates: PositiveInt = Field(
             default=100, description="Log the regulariser every this many of its updates."
         )
+        infer_task: bool = Field(
+            default=False,
+            description="Task-agnostic runs without a detector: choose the embedding by how "
+            "well its generated network fits recent transitions, adding one when none does.",
+        )
+        infer_every: PositiveInt = Field(
+            default=200, description="Env steps between embedding choices (infer_task)."
+        )
+        infer_window: PositiveInt = Field(
+            default=200, description="Recent transitions the choice is scored on (infer_task)."
+        )
+        new_task_factor: float = Field(
+            default=3.0,
+            gt=1.0,
+            description="The data changed when the trained embedding's loss exceeds this times "
+            "its last one; another embedding takes over if its loss is this much lower, else a "
+            "new one is added (infer_task).",
+        )
 
     config: Config
 
@@ -218,6 +252,13 @@ class HyperCRL(Component):
         """Embedding position -> ``h(e_t, Theta*)`` stored at the current task's start."""
         self._claimed = False
         self._regularized = 0
+        self.recent = TransitionArrays.for_spec(config.infer_window, env_spec)
+        """The last ``infer_window`` transitions (``infer_task`` only)."""
+        self.baselines: dict[int, float] = {}
+        """Embedding -> the agent's loss on recent transitions at its last check as the
+        embedding trained (``infer_task``)."""
+        self._since_inference = 0
+        self._last_good: tuple[int, Tensor, dict[str, Tensor]] | None = None
         self.theta_learner = _HyperLearner("hypernetwork", self.learner, config.max_grad_norm)
         self.embedding_learner = _HyperLearner(
             "hypernetwork-embedding", self.learner, config.max_grad_norm
@@ -284,22 +325,115 @@ class HyperCRL(Component):
     def on_task_start(self, ctx: RunContext, task: TaskInfo) -> None:
         """Claim (or create) the task's embedding, store the outputs for every other
         task's embedding and restart both optimisers."""
-        network = self._bound()
         if task.index in self.slots:
-            self.current = self.slots[task.index]
+            slot = self.slots[task.index]
         else:
-            if self._claimed:
-                self._add_embedding()
-                self.current = len(self.embeddings) - 1
-            self.slots[task.index] = self.current
-            self._claimed = True
+            slot = self._new_slot()
+            self.slots[task.index] = slot
+        self._switch_to(slot)
+
+    def _new_slot(self) -> int:
+        """The first task's pending embedding, or a new one."""
+        if self._claimed:
+            self._add_embedding()
+        self._claimed = True
+        return len(self.embeddings) - 1
+
+    def _switch_to(self, slot: int) -> None:
+        """Train ``slot`` from now on: store every other embedding's outputs as the
+        regulariser's targets and restart both optimisers."""
+        network = self._bound()
+        self.current = slot
         with torch.no_grad():
             self.targets = {
-                slot: {n: w.detach().clone() for n, w in network(self.embeddings[slot]).items()}
-                for slot in self.slots.values()
-                if slot != self.current
+                other: {n: w.detach().clone() for n, w in network(emb).items()}
+                for other, emb in enumerate(self.embeddings)
+                if other != slot
             }
         self._rebuild_learners()
+
+    # --- task inference (task-agnostic runs) ------------------------------------------
+    def on_run_start(self, ctx: RunContext) -> None:
+        """Check that ``infer_task`` suits the run.
+
+        Raises:
+            ConfigError: ``infer_task`` in a task-aware run, or beside a task-change
+                detector (which already tells the component when tasks change).
+        """
+        if not self.config.infer_task:
+            return
+        if ctx.env_spec.task_aware or ctx.infers_tasks:
+            raise ConfigError(
+                f"{self.name}: infer_task is for task-agnostic runs without a task-change "
+                "detector; this run "
+                + ("is task-aware" if ctx.env_spec.task_aware else "has a detector")
+            )
+
+    def on_step(self, ctx: RunContext, step: Step) -> None:
+        """Keep the transition; every ``infer_every`` steps choose the embedding."""
+        if not self.config.infer_task:
+            return
+        self.recent.add(step)
+        self._since_inference += 1
+        if self._since_inference >= self.config.infer_every and (
+            self.recent.size == self.recent.capacity
+        ):
+            self._since_inference = 0
+            self.infer(ctx)
+
+    def _remember_good(self) -> None:
+        """Keep the current embedding and its outputs as they are at a check that fits."""
+        network = self._bound()
+        with torch.no_grad():
+            embedding = self.embeddings[self.current].detach().clone()
+            outputs = {n: w.detach().clone() for n, w in network(embedding).items()}
+        self._last_good = (self.current, embedding, outputs)
+
+    def loss_with(self, agent: Learner, slot: int, batch: TransitionBatch) -> float:
+        """The agent's summed loss on ``batch`` with embedding ``slot``'s network (no
+        gradients; torch's global random stream left as it was)."""
+        trained = self.current
+        self.current = slot
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                return float(sum(agent.losses(batch).values()))
+        finally:
+            self.current = trained
+
+    def infer(self, ctx: RunContext) -> None:
+        """Choose the embedding for the recent transitions (the module docstring's rule).
+
+        Each change is
+        logged as ``<name>/embedding`` (the embedding now trained) and
+        ``<name>/embeddings`` (how many exist).
+        """
+        batch = self.recent.batch()
+        factor = self.config.new_task_factor
+        losses = {k: self.loss_with(ctx.agent, k, batch) for k in range(len(self.embeddings))}
+        mine = losses[self.current]
+        baseline = self.baselines.get(self.current)
+        if baseline is None or mine <= factor * baseline:
+            self.baselines[self.current] = mine
+            self._remember_good()
+            return
+        others = {k: loss for k, loss in losses.items() if k != self.current}
+        left, good = self.current, self._last_good
+        self._claimed = True
+        best = min(others, key=others.__getitem__) if others else None
+        if best is not None and factor * others[best] < mine:
+            self._switch_to(best)
+            self.baselines[best] = others[best]
+        else:
+            self._switch_to(self._new_slot())
+        if good is not None and good[0] == left:
+            # Until this check the embedding left trained on the new data too: it is held
+            # to its outputs, and restored to its value, of its last check that fitted.
+            with torch.no_grad():
+                self.embeddings[left].copy_(good[1])
+            self.targets[left] = good[2]
+        self._remember_good()
+        ctx.logger.scalar(f"{self.name}/embedding", float(self.current), ctx.global_step)
+        ctx.logger.scalar(f"{self.name}/embeddings", float(len(self.embeddings)), ctx.global_step)
 
     def _rebuild_learners(self) -> None:
         """Freeze or free each embedding and give both learners fresh Adams (HyperCRL
@@ -358,6 +492,10 @@ class HyperCRL(Component):
             "claimed": self._claimed,
             "targets": self.targets,
             "regularized": self._regularized,
+            "recent": self.recent.state_dict(),
+            "baselines": dict(self.baselines),
+            "since_inference": self._since_inference,
+            "last_good": self._last_good,
             "theta_optimizer": self.theta_learner.optimizer.state_dict(),
             "embedding_optimizer": self.embedding_learner.optimizer.state_dict(),
         }
@@ -386,6 +524,11 @@ class HyperCRL(Component):
         self._claimed = bool(state["claimed"])
         self.targets = {int(k): dict(v) for k, v in state["targets"].items()}
         self._regularized = int(state["regularized"])
+        self.recent.load_state_dict(state["recent"])
+        self.baselines = {int(k): float(v) for k, v in state["baselines"].items()}
+        self._since_inference = int(state["since_inference"])
+        good = state["last_good"]
+        self._last_good = None if good is None else (int(good[0]), good[1], dict(good[2]))
         self._rebuild_learners()
         self.theta_learner.optimizer.load_state_dict(state["theta_optimizer"])
         self.embedding_learner.optimizer.load_state_dict(state["embedding_optimizer"])

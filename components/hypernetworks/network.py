@@ -143,17 +143,33 @@ class HyperNetwork(nn.Module):
             theta_delta: per name of ``theta.named_parameters()``, a change to add to that
                 parameter (HyperCRL's look-ahead ``dTheta``); missing names add nothing.
         """
+        if not theta_delta:
+            return self.generate(embedding)
+        return self.generate(embedding, self.moved_theta(theta_delta))
+
+    def moved_theta(self, theta_delta: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """``Theta + dTheta`` by parameter name (computed once, to generate many tasks).
+
+        Raises:
+            KeyError: ``theta_delta`` names a parameter ``theta`` does not have.
+        """
+        params = dict(self.theta.named_parameters())
+        unknown = sorted(set(theta_delta) - set(params))
+        if unknown:
+            raise KeyError(f"theta_delta names no parameter of theta: {unknown}")
+        return {n: p + theta_delta[n] if n in theta_delta else p for n, p in params.items()}
+
+    def generate(
+        self, embedding: Tensor, theta: Mapping[str, Tensor] | None = None
+    ) -> dict[str, Tensor]:
+        """``h(e, theta)`` with ``theta`` a full set of ``Theta``'s parameters by name
+        (:meth:`moved_theta`), or ``Theta`` itself."""
         if embedding.shape != (self.embedding_dim,):
             raise ValueError(
                 f"expected a task embedding of shape ({self.embedding_dim},), "
                 f"got {tuple(embedding.shape)}"
             )
-        if not theta_delta:
+        if theta is None:
             return self.theta(embedding)  # type: ignore[no-any-return]
-        params = dict(self.theta.named_parameters())
-        unknown = sorted(set(theta_delta) - set(params))
-        if unknown:
-            raise KeyError(f"theta_delta names no parameter of theta: {unknown}")
-        moved = {n: p + theta_delta[n] if n in theta_delta else p for n, p in params.items()}
-        out: dict[str, Tensor] = torch.func.functional_call(self.theta, moved, (embedding,))
+        out: dict[str, Tensor] = torch.func.functional_call(self.theta, dict(theta), (embedding,))
         return out

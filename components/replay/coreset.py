@@ -33,60 +33,9 @@ from l2rl.core import Component, RunContext
 from l2rl.seeding import derive_seed
 from l2rl.types import EnvSpec, Step, TaskInfo, TransitionBatch
 
+from .transitions import TransitionArrays, batch_of
+
 _STREAM = 0xC05E
-_FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "task_ids")
-
-
-class TransitionArrays:
-    """Transitions in preallocated numpy arrays, ``capacity`` at most, oldest overwritten.
-
-    Args:
-        capacity: transitions held at most.
-        obs_shape, obs_dtype, action_shape, action_dtype: the spaces' layouts.
-    """
-
-    def __init__(
-        self,
-        capacity: int,
-        obs_shape: tuple[int, ...],
-        obs_dtype: np.dtype[Any],
-        action_shape: tuple[int, ...],
-        action_dtype: np.dtype[Any],
-    ) -> None:
-        self.capacity = capacity
-        self.arrays = {
-            "obs": np.zeros((capacity, *obs_shape), obs_dtype),
-            "actions": np.zeros((capacity, *action_shape), action_dtype),
-            "rewards": np.zeros(capacity, np.float32),
-            "next_obs": np.zeros((capacity, *obs_shape), obs_dtype),
-            "terminated": np.zeros(capacity, np.bool_),
-            "task_ids": np.zeros(capacity, np.int64),
-        }
-        self.size = 0
-        self.next = 0
-
-    def add(self, step: Step) -> None:
-        """Store one transition (overwriting the oldest when full)."""
-        row = self.next
-        values = (step.obs, step.action, step.reward, step.next_obs, step.terminated)
-        for name, value in zip(_FIELDS[:5], values, strict=True):
-            self.arrays[name][row] = value
-        self.arrays["task_ids"][row] = -1 if step.task_id is None else step.task_id
-        self.next = (row + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
-
-    def rows(self, index: np.ndarray) -> dict[str, np.ndarray]:
-        """The transitions at positions ``index`` (copies)."""
-        return {name: array[index] for name, array in self.arrays.items()}
-
-    def clear(self) -> None:
-        """Forget every transition."""
-        self.size = self.next = 0
-
-
-def _batch(parts: list[dict[str, np.ndarray]]) -> TransitionBatch:
-    joined = {name: np.concatenate([p[name] for p in parts]) for name in _FIELDS}
-    return TransitionBatch(**{name: torch.as_tensor(value) for name, value in joined.items()})
 
 
 class CoresetReplay(Component):
@@ -110,12 +59,10 @@ class CoresetReplay(Component):
 
     def __init__(self, config: Config, env_spec: EnvSpec) -> None:
         super().__init__(config, env_spec)
-        obs, action = env_spec.observation_space, env_spec.action_space
-        if obs.shape is None or obs.dtype is None or action.shape is None or action.dtype is None:
-            raise ConfigError(f"coreset needs fixed-shape spaces, got {obs} and {action}")
-        self.current = TransitionArrays(
-            config.capacity, tuple(obs.shape), obs.dtype, tuple(action.shape), action.dtype
-        )
+        try:
+            self.current = TransitionArrays.for_spec(config.capacity, env_spec)
+        except ValueError as exc:
+            raise ConfigError(f"coreset: {exc}") from exc
         self.window: int | None = None
         """The task whose transitions :attr:`current` holds (``None`` before any window)."""
         self.coresets: dict[int, dict[str, np.ndarray]] = {}
@@ -160,15 +107,12 @@ class CoresetReplay(Component):
             coreset = self.coresets[task]
             index = self.rng.integers(len(coreset["obs"]), size=batch_size)
             parts.append({name: values[index] for name, values in coreset.items()})
-        return _batch(parts)
+        return batch_of(parts)
 
     def state_dict(self) -> dict[str, Any]:
         """The current memory, every coreset and the generator's state."""
-        arrays = self.current.arrays
         return {
-            "current": {name: torch.as_tensor(arrays[name]) for name in _FIELDS},
-            "size": self.current.size,
-            "next": self.current.next,
+            "current": self.current.state_dict(),
             "window": self.window,
             "coresets": {
                 task: {name: torch.as_tensor(v) for name, v in coreset.items()}
@@ -179,9 +123,7 @@ class CoresetReplay(Component):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
-        for name in _FIELDS:
-            self.current.arrays[name][...] = state["current"][name].numpy()
-        self.current.size, self.current.next = int(state["size"]), int(state["next"])
+        self.current.load_state_dict(state["current"])
         self.window = None if state["window"] is None else int(state["window"])
         self.coresets = {
             int(task): {name: v.numpy().copy() for name, v in coreset.items()}

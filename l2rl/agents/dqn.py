@@ -3,24 +3,32 @@
 The update is :meth:`DQNAgent.losses`; the runner owns the optimiser step (sum of losses,
 backward, gradient clipping to ``max_grad_norm``, ``optimizer.step()``) and then calls
 :meth:`DQNAgent.after_optimizer_step`, which maintains the target network.
+
+With ``model: hypernetwork`` the Q-network's weights come from the ``weights`` service (a
+hypernetwork such as ``hypercrl``): the online network runs on the generated weights of
+the task being trained (of the task acted on, when acting) through
+``torch.func.functional_call``, so the TD loss trains the hypernetwork; the target network
+is a detached copy of those generated weights, refreshed like the target network (and at
+each task's first update, when the hypernetwork has switched to the new task).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveInt
+from torch import nn
 
 from l2rl.agents.off_policy import replay_batches
 from l2rl.agents.requirements import check_multi_head, required_replay
 from l2rl.config import ConfigError, PluginConfig
-from l2rl.core import Agent, AgentServices, BatchSource
+from l2rl.core import Agent, AgentServices, BatchSource, WeightService
 from l2rl.types import EnvSpec, Losses, Step, TaskInfo, TransitionBatch
 
 from .networks import QNetwork, frame_scale
@@ -90,6 +98,11 @@ class DQNAgent(Agent):
             default=False,
             description="One output head per task, chosen by task id (task-aware runs only).",
         )
+        model: Literal["mlp", "hypernetwork"] = Field(
+            default="mlp",
+            description="The Q-network's own weights, or weights generated per task by the "
+            "weights service (a hypernetwork component).",
+        )
         max_grad_norm: float | None = Field(
             default=10.0, gt=0.0, description="Clip the gradient norm to this (None: no clip)."
         )
@@ -127,8 +140,26 @@ class DQNAgent(Agent):
                 num_heads=env_spec.num_tasks if config.multi_head else 1,
                 input_scale=frame_scale(obs_space),
             )
+            self.generator: WeightService | None = None
+            if config.model == "hypernetwork":
+                if services.weights is None or config.multi_head:
+                    raise ConfigError(
+                        "DQN model=hypernetwork needs a component with role hypernetwork "
+                        "(e.g. hypercrl) and no multi_head (it generates a network per task)"
+                    )
+                self.q.requires_grad_(False)  # its values are never used
+                services.weights.bind(self.q, loss_scale=1.0)  # the TD loss is a mean
+                self.generator = services.weights
         self.target_q = copy.deepcopy(self.q).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=config.lr)
+        self.target_weights: dict[str, torch.Tensor] = {}
+        """The target network's generated weights (``model: hypernetwork`` only)."""
+        self.task: int | None = None
+        """The task being trained (task-aware runs), whose generated weights train."""
+        self._refresh_target = self.generator is not None
+        self.trained: nn.Module = nn.Module() if self.generator is not None else self.q
+        self.optimizer = torch.optim.Adam(
+            [{"params": list(self.trained.parameters())}], lr=config.lr
+        )
         self.rng = np.random.default_rng(seed)
         self.schedule_steps = 0
         """Env steps observed since the epsilon schedule (re)started."""
@@ -169,17 +200,52 @@ class DQNAgent(Agent):
                 raise ValueError("multi-head DQN needs the task id to act")
             heads = torch.full((len(obs),), task_id)
         with torch.inference_mode():
-            q = self.q(torch.as_tensor(obs), heads)
+            q = self._online(torch.as_tensor(obs), heads, task_id)
         actions: list[int] = q.argmax(dim=1).tolist()
         return actions
+
+    def _online(
+        self, obs: torch.Tensor, heads: torch.Tensor | None, task: int | None
+    ) -> torch.Tensor:
+        """Q-values of the online network, on ``task``'s generated weights if generated."""
+        if self.generator is None:
+            out: torch.Tensor = self.q(obs, heads)
+            return out
+        weights = dict(self.generator.weights(task))
+        generated: torch.Tensor = torch.func.functional_call(self.q, weights, (obs, heads))
+        return generated
+
+    def _target(self, obs: torch.Tensor, heads: torch.Tensor | None) -> torch.Tensor:
+        """Q-values of the target network."""
+        if self.generator is None:
+            out: torch.Tensor = self.target_q(obs, heads)
+            return out
+        target: torch.Tensor = torch.func.functional_call(
+            self.target_q, self.target_weights, (obs, heads)
+        )
+        return target
+
+    def _copy_target(self) -> None:
+        """Target network <- online network (its generated weights, detached)."""
+        if self.generator is None:
+            self.target_q.load_state_dict(self.q.state_dict())
+            return
+        with torch.no_grad():
+            generated = self.generator.weights(self.task)
+            self.target_weights = {n: w.detach().clone() for n, w in generated.items()}
+        self._refresh_target = False
 
     def observe(self, step: Step) -> None:
         """Advance the epsilon schedule by one env step."""
         self.schedule_steps += 1
 
     def on_task_start(self, task: TaskInfo) -> None:
-        """Restart the epsilon schedule: the new task needs exploring again."""
+        """Restart the epsilon schedule: the new task needs exploring again. With generated
+        weights the target network is refreshed at the task's first update (the
+        hypernetwork switches to the new task after the agent hears of it)."""
         self.schedule_steps = 0
+        self.task = task.index
+        self._refresh_target = self.generator is not None
 
     def batches(self, global_step: int) -> Iterator[TransitionBatch]:
         """``gradient_steps`` replay minibatches every ``train_every`` steps once warm."""
@@ -200,11 +266,14 @@ class DQNAgent(Agent):
         the max operator's overestimation. Terminated transitions do not bootstrap;
         truncated ones were stored as not terminated and do.
         """
+        if self._refresh_target:
+            self._copy_target()
         heads = batch.task_ids if self.config.multi_head else None
-        q = self.q(batch.obs, heads).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+        q = self._online(batch.obs, heads, self.task).gather(1, batch.actions.unsqueeze(1))
+        q = q.squeeze(1)
         with torch.no_grad():
-            next_actions = self.q(batch.next_obs, heads).argmax(dim=1, keepdim=True)
-            next_q = self.target_q(batch.next_obs, heads).gather(1, next_actions).squeeze(1)
+            next_actions = self._online(batch.next_obs, heads, self.task).argmax(1, keepdim=True)
+            next_q = self._target(batch.next_obs, heads).gather(1, next_actions).squeeze(1)
             target = batch.rewards + self.config.gamma * next_q * ~batch.terminated
         return {"loss_td": F.smooth_l1_loss(q, target)}
 
@@ -214,12 +283,17 @@ class DQNAgent(Agent):
         tau = self.config.tau
         if tau is not None:
             with torch.no_grad():
+                if self.generator is not None:
+                    generated = self.generator.weights(self.task)
+                    for name, target in self.target_weights.items():
+                        target.lerp_(generated[name], tau)
+                    return
                 for target, online in zip(
                     self.target_q.parameters(), self.q.parameters(), strict=True
                 ):
                     target.lerp_(online, tau)
         elif self.updates % self.config.target_update_every == 0:
-            self.target_q.load_state_dict(self.q.state_dict())
+            self._copy_target()
 
     def policy_distribution(
         self, obs: torch.Tensor, task_ids: torch.Tensor
@@ -231,7 +305,7 @@ class DQNAgent(Agent):
         """
         heads = task_ids if self.config.multi_head else None
         return torch.distributions.Categorical(
-            logits=self.q(obs, heads) / self.config.policy_temperature
+            logits=self._online(obs, heads, self.task) / self.config.policy_temperature
         )
 
     def state_value(self, obs: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
@@ -242,20 +316,24 @@ class DQNAgent(Agent):
         gradient to one action only), and it tends to ``max_a Q`` as ``T -> 0``.
         """
         heads = task_ids if self.config.multi_head else None
-        q = self.q(obs, heads)
+        q = self._online(obs, heads, self.task)
         probs = torch.softmax(q / self.config.policy_temperature, dim=1)
         value: torch.Tensor = (probs * q).sum(dim=1)
         return value
 
-    def networks(self) -> QNetwork:
-        """The online Q-network (the target net is a lagging copy, not the policy)."""
-        return self.q
+    def networks(self) -> nn.Module:
+        """The online Q-network (the target net is a lagging copy, not the policy); an
+        empty module when its weights are generated."""
+        return self.trained
 
     def state_dict(self) -> dict[str, Any]:
         """Online and target nets, optimiser, schedule and update counters, exploration rng."""
         return {
             **super().state_dict(),
             "target": self.target_q.state_dict(),
+            "target_weights": dict(self.target_weights),
+            "task": self.task,
+            "refresh_target": self._refresh_target,
             "schedule_steps": self.schedule_steps,
             "updates": self.updates,
             "rng": self.rng.bit_generator.state,
@@ -265,6 +343,9 @@ class DQNAgent(Agent):
         """Restore what :meth:`state_dict` returned."""
         super().load_state_dict(state)
         self.target_q.load_state_dict(state["target"])
+        self.target_weights = {n: w.clone() for n, w in state["target_weights"].items()}
+        self.task = state["task"]
+        self._refresh_target = bool(state["refresh_target"])
         self.schedule_steps = int(state["schedule_steps"])
         self.updates = int(state["updates"])
         self.rng.bit_generator.state = state["rng"]

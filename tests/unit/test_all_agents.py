@@ -74,6 +74,7 @@ COMPONENT_COMPANIONS: dict[str, list[dict[str, Any]]] = {
 the held-out probe evaluates a world model)."""
 AGENT_OPTIONS_WITH: dict[tuple[str, str], dict[str, Any]] = {
     ("mpc", "hypercrl"): {"model": "hypernetwork"},
+    ("dqn", "hypercrl"): {"model": "hypernetwork"},
 }
 """Agent options a component needs (MPC runs its model on the hypernetwork's weights)."""
 
@@ -178,7 +179,6 @@ CANNOT_COMPOSE = {
     # The held-out probe needs a world model, which needs a replay.
     ("ppo", "world-model-heldout"),
     # These agents run their own networks; they never bind the hypernetwork's weights.
-    ("dqn", "hypercrl"),
     ("ppo", "hypercrl"),
     ("sac", "hypercrl"),
     ("dreamer", "hypercrl"),

@@ -359,3 +359,54 @@ def test_integer_frames_are_scaled_to_unit_range_by_their_own_bounds() -> None:
     assert frame_scale(gym.spaces.Box(0, 255, (4, 4, 3), np.uint8)) == 1 / 255
     assert frame_scale(gym.spaces.Box(0, 1, (10, 10, 4), np.uint8)) == 1.0  # MinAtar
     assert frame_scale(gym.spaces.Box(-1.0, 1.0, (3,), np.float32)) == 1.0
+
+
+def generated_agent(num_tasks: int = 2) -> tuple[DQNAgent, Any]:
+    from l2rl.builder import services_from
+    from l2rl.components.hypernetworks.hypercrl import HyperCRL
+
+    env_spec = spec(num_tasks=num_tasks)
+    replay = FIFOReplay(FIFOReplay.Config(capacity=1000), env_spec)
+    hnet = HyperCRL(HyperCRL.Config(hidden=[8]), env_spec)
+    replay.name, hnet.name = "fifo", "hypercrl"
+    config = DQNAgent.Config(model="hypernetwork", hidden_sizes=[4])
+    return DQNAgent(config, env_spec, services_from([replay, hnet]), seed=0), hnet
+
+
+def test_generated_q_weights_train_the_hypernetwork_and_the_target_follows_the_task() -> None:
+    agent, hnet = generated_agent()
+    assert list(agent.networks().parameters()) == []
+    ctx: Any = None
+    agent.on_task_start(TaskInfo(0, "a", 0, 2))
+    hnet.on_task_start(ctx, TaskInfo(0, "a", 0, 2))
+    b = batch([[1.0, 0.0], [0.0, 1.0]], [0, 1], [1.0, 0.0], [[0.0, 1.0], [1.0, 0.0]], [False, True])
+    agent.losses(b)["loss_td"].backward()
+    assert all(p.grad is not None for p in hnet.network.theta.parameters())
+    assert all(p.grad is None for p in agent.q.parameters())
+    first = {n: w.clone() for n, w in agent.target_weights.items()}
+    torch.testing.assert_close(first, {n: w.detach() for n, w in hnet.weights(0).items()})
+    # A new task: the agent hears first, the hypernetwork switches after; the target network
+    # takes the new task's generated weights at its first update.
+    agent.on_task_start(TaskInfo(1, "b", 1, 2))
+    hnet.on_task_start(ctx, TaskInfo(1, "b", 1, 2))
+    agent.losses(b)
+    second = {n: w.detach() for n, w in hnet.weights(1).items()}
+    torch.testing.assert_close(agent.target_weights, second)
+    assert any(not torch.equal(first[n], second[n]) for n in first)
+    with pytest.raises(ConfigError, match="model=hypernetwork needs"):
+        make_agent(model="hypernetwork")
+
+
+def test_dqn_with_a_generated_q_network_conforms() -> None:
+    from l2rl.components.hypernetworks.hypercrl import HyperCRL
+    from l2rl.testing.conformance import check_agent
+
+    def replay(env_spec: EnvSpec) -> Any:
+        return FIFOReplay(FIFOReplay.Config(capacity=500), env_spec)
+
+    def hnet(env_spec: EnvSpec) -> Any:
+        return HyperCRL(HyperCRL.Config(hidden=[8]), env_spec)
+
+    options = {"model": "hypernetwork", "learning_starts": 16, "batch_size": 8, "hidden_sizes": [8]}
+    report = check_agent(DQNAgent, options, companions=[replay, hnet])
+    assert "state_dict" in report.passed

@@ -7,14 +7,18 @@ import copy
 from types import SimpleNamespace
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from l2rl.components.hypernetworks.hypercrl import HyperCRL, adam_look_ahead, output_regularizer
 from l2rl.components.hypernetworks.network import HyperNetwork
+from l2rl.config import ConfigError
+from l2rl.core import Learner
 from l2rl.testing import ConformanceError, check_component, fake_scenario
-from l2rl.types import TaskInfo
+from l2rl.types import EnvSpec, Step, TaskInfo, TransitionBatch
 
 
 def task(index: int) -> TaskInfo:
@@ -300,3 +304,77 @@ class DetachedWeights(HyperCRL):
 def test_generated_weights_without_gradients_fail_conformance() -> None:
     with pytest.raises(ConformanceError, match=r"generated weights.*no parameter"):
         check_component(DetachedWeights, {}, settings=("task-aware",))
+
+
+class Regression(Learner):
+    """An agent stand-in: ``y = f(x)`` with ``f``'s weights generated, trained on
+    transitions whose reward is the target."""
+
+    def __init__(self, generator: HyperCRL) -> None:
+        self.generator = generator
+        self.f = nn.Linear(1, 1)
+
+    def batches(self, global_step: int) -> Any:
+        return iter(())
+
+    def losses(self, batch: TransitionBatch) -> dict[str, torch.Tensor]:
+        out = torch.func.functional_call(self.f, self.generator.weights(None), (batch.obs,))
+        return {"loss_fit": (out.squeeze(1) - batch.rewards).pow(2).mean()}
+
+    def networks(self) -> nn.Module:
+        return nn.Module()
+
+
+def test_inferred_tasks_add_an_embedding_for_new_data_and_return_to_a_known_one() -> None:
+    env_spec = EnvSpec(
+        gym.spaces.Box(-1.0, 1.0, (1,), np.float32), gym.spaces.Discrete(2), 1, task_aware=False
+    )
+    component = HyperCRL(
+        HyperCRL.Config(hidden=[8], lr=1e-2, infer_task=True, infer_every=50, infer_window=50),
+        env_spec,
+    )
+    component.name = "hypercrl"
+    torch.manual_seed(0)
+    component.bind(nn.Linear(1, 1), loss_scale=1.0)
+    agent = Regression(component)
+    logger = Logger()
+    ctx: Any = SimpleNamespace(
+        agent=agent,
+        logger=logger,
+        global_step=0,
+        env_spec=env_spec,
+        infers_tasks=False,
+    )
+    component.on_run_start(ctx)
+    rng = np.random.default_rng(0)
+    chosen = []
+    for slope in (2.0, -2.0, 2.0):  # task A, task B, task A again
+        for _ in range(400):
+            x = np.array([rng.uniform(-1, 1)], np.float32)
+            step = Step(x, 0, float(slope * x[0]), x, False, False, None, 0)
+            component.on_step(ctx, step)
+            learners = component.learners()
+            for learner in learners:
+                learner.optimizer.zero_grad()
+            sum(agent.losses(component.recent.batch()).values()).backward()  # type: ignore[union-attr]
+            component.after_backward(ctx)
+            for learner in learners:
+                learner.optimizer.step()
+        chosen.append(component.current)
+    assert len(component.embeddings) == 2
+    assert chosen == [0, 1, 0]
+    tags = [tag for tag, _ in logger.scalars]
+    assert "hypercrl/embedding" in tags and "hypercrl/embeddings" in tags
+
+
+def test_infer_task_is_refused_where_tasks_are_known() -> None:
+    component = bound(infer_task=True)
+    aware: Any = SimpleNamespace(env_spec=fake_scenario(1, 4).env_spec(), infers_tasks=False)
+    with pytest.raises(ConfigError, match="task-aware"):
+        component.on_run_start(aware)
+
+
+def test_hypercrl_with_task_inference_conforms_in_task_agnostic_runs() -> None:
+    options = {"infer_task": True, "infer_every": 8, "infer_window": 8, "hidden": [8]}
+    report = check_component(HyperCRL, options, settings=("task-agnostic",), steps_per_task=48)
+    assert "state_dict[task-agnostic]" in report.passed
