@@ -488,8 +488,10 @@ class EvalScalarCurves:
                     if row["tag"] in tags
                 }
                 for d in data.seed_dirs[method]
+                # a run without diagnostics (an agent the probe does not apply to) logs none
+                if (d / "eval_scalars.jsonl").is_file()
             ]
-            curves[method] = mean_curves(runs)
+            curves[method] = mean_curves(runs) if runs else {}
         if not any(curves.values()):
             return []
         figure, axes = plt.subplots(

@@ -17,37 +17,48 @@ from l2rl.builder import build_run
 from l2rl.config import load_yaml
 
 FOLDER = Path(__file__).resolve().parents[2] / "experiments" / "hypernetworks"
-METHODS = ["fine-tuning", "coreset", "ewc", "si", "hypercrl"]
+METHODS = {
+    "pendulum-gravity": ["fine-tuning", "coreset", "ewc", "si", "hypercrl"],
+    "cartpole-variants": ["fine-tuning", "hypercrl-q"],
+}
 
 
 def test_every_method_plans_and_trains_the_same_way(
     experiment_script: Callable[..., ModuleType],
 ) -> None:
     run = experiment_script("hypernetworks")
-    assert run.GRID.methods() == METHODS
-    grid = run.GRID.experiment_configs(list(run.GRID.scenarios), METHODS, [0], Path("unused"))
-    for scenario in run.GRID.scenarios:
+    methods = run.GRID.methods()
+    assert methods == ["fine-tuning", "coreset", "ewc", "si", "hypercrl", "hypercrl-q"]
+    grid = run.GRID.experiment_configs(list(run.GRID.scenarios), methods, [0], Path("unused"))
+    assert sorted(grid) == sorted((s, m) for s, names in METHODS.items() for m in names)
+    shared = {
+        "pendulum-gravity": ("planner", "hidden", "batch_size", "train_every", "gradient_steps"),
+        "cartpole-variants": ("hidden_sizes", "batch_size", "train_every", "lr"),
+    }
+    for (scenario, method), (_, config) in grid.items():
         base = grid[(scenario, "fine-tuning")][1]
-        shared = ("planner", "hidden", "batch_size", "train_every", "gradient_steps")
-        for method in METHODS:
-            config = grid[(scenario, method)][1]
-            options = config.agent.options
-            assert {k: options[k] for k in shared} == {k: base.agent.options[k] for k in shared}
+        options = config.agent.options
+        keys = shared[scenario]
+        assert {k: options[k] for k in keys} == {k: base.agent.options[k] for k in keys}
+        generated = method.startswith("hypercrl")
+        assert options.get("model", "mlp") == ("hypernetwork" if generated else "mlp")
+        if scenario == "pendulum-gravity":
             assert config.components[0].name == "dynamics-heldout"
-            model = options.get("model", "mlp")
-            assert model == ("hypernetwork" if method == "hypercrl" else "mlp")
-            build_run(config, seed=0)  # every method builds
+        build_run(config, seed=0)  # every method builds
 
 
 def _tiny(config: dict[str, Any], steps: int) -> dict[str, Any]:
     config["seeds"] = [0]
     config["scenario"]["steps_per_task"] = steps
-    config["scenario"]["options"]["gravities"] = [10, 12]
-    config["agent"]["options"].update(
-        hidden=[8], batch_size=4, train_every=10, gradient_steps=2, random_steps=10, samples=8
-    )
-    config["agent"]["options"]["horizon"] = 3
-    for component in config["components"]:
+    options = config["agent"]["options"]
+    if config["scenario"]["name"] == "pendulum-gravity":
+        config["scenario"]["options"]["gravities"] = [10, 12]
+        options.update(hidden=[8], batch_size=4, train_every=10, gradient_steps=2)
+        options.update(random_steps=10, samples=8, horizon=3)
+    else:
+        config["scenario"]["options"]["max_episode_steps"] = 20
+        options.update(hidden_sizes=[8], batch_size=4, learning_starts=8, train_every=2)
+    for component in config.get("components", []):
         if component["name"] == "dynamics-heldout":
             component["options"].update(sequences=1, sequence_length=8)
     config["evaluation"].update(every=steps // 2, episodes=1, max_episode_steps=10)
@@ -72,8 +83,10 @@ def test_the_whole_pipeline_runs_and_reports_from_records_alone(
     assert run.main(["--configs", str(configs), "--workers", "1", *paths]) == 0
     markdown = (results / "results.md").read_text()
     assert (results / "pendulum-gravity-dynamics-error.png").is_file()
-    for method in METHODS:
-        assert markdown.count(f"| {method} |") == 3  # headline, per-task, dynamics error
+    for method in METHODS["pendulum-gravity"]:
+        assert markdown.count(f"| {method} |") == (5 if method == "fine-tuning" else 3)
+    # headline and per-task rows on cartpole-variants; dynamics error on pendulum only
+    assert markdown.count("| hypercrl-q |") == 2
     again = tmp_path / "again"
     argv = ["--configs", str(configs), "--report-only", "--records", str(records)]
     assert run.main([*argv, "--results", str(again)]) == 0
