@@ -9,6 +9,7 @@ import pytest
 
 MODULES = (
     "l2rl.aggregate",
+    "l2rl.agents.dynamics_ensemble",
     "l2rl.dreamer_math",
     "l2rl.components.detectors.changepoint",
     "l2rl.components.hypernetworks.network",

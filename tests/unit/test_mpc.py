@@ -208,6 +208,7 @@ def test_mpc_conforms_with_a_plain_and_a_generated_model() -> None:
     check_agent(
         MPCAgent, SMALL | {"planner": "cem", "elites": 4}, scenario=scenario, companions=[fifo]
     )
+    check_agent(MPCAgent, SMALL | {"model": "ensemble"}, scenario=scenario, companions=[fifo])
 
 
 def prediction_error(mpc: MPCAgent, replay: Any) -> tuple[float, float]:
@@ -218,7 +219,7 @@ def prediction_error(mpc: MPCAgent, replay: Any) -> tuple[float, float]:
     return float((pred - delta).pow(2).mean()), float(delta.pow(2).mean())
 
 
-@pytest.mark.parametrize("model", ["mlp", "hypernetwork"])
+@pytest.mark.parametrize("model", ["mlp", "ensemble", "hypernetwork"])
 def test_the_learned_model_predicts_pendulum_state_changes(model: str) -> None:
     scenario = pendulum(600, [10.0], episode=200)
     env_spec = scenario.env_spec()
