@@ -44,6 +44,7 @@ import torch
 from pydantic import Field, model_validator
 
 from l2rl.config import PluginConfig
+from l2rl.return_bounds import check_parameters, return_bounds
 from l2rl.scenario import TaskFamily
 from l2rl.types import ReturnRange, TaskSpec
 
@@ -233,42 +234,21 @@ class CartPoleContinuousConfig(PluginConfig):
 
     @model_validator(mode="after")
     def _bounds_known(self) -> CartPoleContinuousConfig:
-        if any(length <= 0 for length in self.lengths):
-            raise ValueError(f"lengths must be positive, got {self.lengths}")
-        if len(set(self.lengths)) != len(self.lengths):
-            raise ValueError(f"lengths must be distinct, got {self.lengths}")
+        check_parameters(self.lengths, "length")
         self.bounds()  # fail at validation, not when the scenario is built
         return self
 
     def bounds(self) -> list[tuple[float, float]]:
         """The (low, high) score bounds of each task, given or measured."""
-        if (self.return_low is None) != (self.return_high is None):
-            raise ValueError("give `return_low` and `return_high` together")
-        if self.return_low is not None and self.return_high is not None:
-            if not len(self.return_low) == len(self.return_high) == len(self.lengths):
-                raise ValueError(
-                    f"return_low and return_high need one value per length "
-                    f"({len(self.lengths)}), got {len(self.return_low)} and "
-                    f"{len(self.return_high)}"
-                )
-            pairs = list(zip(self.return_low, self.return_high, strict=True))
-            if any(low >= high for low, high in pairs):
-                raise ValueError(f"each return_low must be below its return_high, got {pairs}")
-            return pairs
-        if self.max_episode_steps != MEASURED_EPISODE_STEPS:
-            raise ValueError(
-                f"reference returns were measured for {MEASURED_EPISODE_STEPS}-step episodes; "
-                f"give return_low and return_high for max_episode_steps="
-                f"{self.max_episode_steps}"
-            )
-        unknown = [length for length in self.lengths if length not in REFERENCE_RETURNS]
-        if unknown:
-            raise ValueError(
-                f"no measured reference returns for lengths {unknown} (measured: "
-                f"{', '.join(f'{x:g}' for x in REFERENCE_RETURNS)}); give return_low and "
-                "return_high"
-            )
-        return [REFERENCE_RETURNS[length] for length in self.lengths]
+        return return_bounds(
+            self.lengths,
+            "length",
+            self.return_low,
+            self.return_high,
+            self.max_episode_steps,
+            MEASURED_EPISODE_STEPS,
+            REFERENCE_RETURNS,
+        )
 
 
 def _build(config: CartPoleContinuousConfig) -> list[TaskSpec]:

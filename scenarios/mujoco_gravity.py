@@ -25,6 +25,7 @@ import torch
 from pydantic import Field, model_validator
 
 from l2rl.config import ConfigError, PluginConfig
+from l2rl.return_bounds import check_parameters, return_bounds
 from l2rl.scenario import TaskFamily
 from l2rl.types import ReturnRange, TaskSpec
 
@@ -70,18 +71,30 @@ class MujocoGravityConfig(PluginConfig):
         "default Earth's, half and one and a half of it.",
     )
     max_episode_steps: int = Field(default=1000, gt=0, description="Episode time limit.")
-    return_low: list[float] = Field(description="Return scored 0, one per task (required).")
-    return_high: list[float] = Field(description="Return scored 1, one per task (required).")
+    return_low: list[float] | None = Field(
+        default=None, description="Return scored 0, one per task (required: none measured)."
+    )
+    return_high: list[float] | None = Field(
+        default=None, description="Return scored 1, one per task (required: none measured)."
+    )
 
     @model_validator(mode="after")
     def _valid(self) -> MujocoGravityConfig:
-        if any(g <= 0 for g in self.gravities) or len(set(self.gravities)) != len(self.gravities):
-            raise ValueError(f"gravities must be positive and distinct, got {self.gravities}")
-        if not len(self.return_low) == len(self.return_high) == len(self.gravities):
-            raise ValueError("return_low and return_high need one value per gravity")
-        if any(low >= high for low, high in zip(self.return_low, self.return_high, strict=True)):
-            raise ValueError("each return_low must be below its return_high")
+        check_parameters(self.gravities, "gravity")
+        self.bounds()  # fail at validation, not when the scenario is built
         return self
+
+    def bounds(self) -> list[tuple[float, float]]:
+        """The given (low, high) score bounds of each task."""
+        return return_bounds(
+            self.gravities,
+            "gravity",
+            self.return_low,
+            self.return_high,
+            self.max_episode_steps,
+            self.max_episode_steps,
+            {},
+        )
 
 
 def _build(config: MujocoGravityConfig) -> list[TaskSpec]:
@@ -93,9 +106,7 @@ def _build(config: MujocoGravityConfig) -> list[TaskSpec]:
             params={"gravity": gravity, "max_episode_steps": config.max_episode_steps},
             reward_fn=cheetah_reward,
         )
-        for gravity, low, high in zip(
-            config.gravities, config.return_low, config.return_high, strict=True
-        )
+        for gravity, (low, high) in zip(config.gravities, config.bounds(), strict=True)
     ]
 
 

@@ -48,6 +48,7 @@ import torch
 from pydantic import Field, model_validator
 
 from l2rl.config import PluginConfig
+from l2rl.return_bounds import check_parameters, return_bounds
 from l2rl.scenario import TaskFamily
 from l2rl.types import ReturnRange, TaskSpec
 
@@ -121,42 +122,21 @@ class PendulumGravityConfig(PluginConfig):
 
     @model_validator(mode="after")
     def _bounds_known(self) -> PendulumGravityConfig:
-        if any(g <= 0 for g in self.gravities):
-            raise ValueError(f"gravities must be positive, got {self.gravities}")
-        if len(set(self.gravities)) != len(self.gravities):
-            raise ValueError(f"gravities must be distinct, got {self.gravities}")
+        check_parameters(self.gravities, "gravity")
         self.bounds()  # fail at validation, not when the scenario is built
         return self
 
     def bounds(self) -> list[tuple[float, float]]:
         """The (low, high) score bounds of each task, given or measured."""
-        if (self.return_low is None) != (self.return_high is None):
-            raise ValueError("give `return_low` and `return_high` together")
-        if self.return_low is not None and self.return_high is not None:
-            pairs = list(zip(self.return_low, self.return_high, strict=False))
-            if not len(self.return_low) == len(self.return_high) == len(self.gravities):
-                raise ValueError(
-                    f"return_low and return_high need one value per gravity "
-                    f"({len(self.gravities)}), got {len(self.return_low)} and "
-                    f"{len(self.return_high)}"
-                )
-            if any(low >= high for low, high in pairs):
-                raise ValueError(f"each return_low must be below its return_high, got {pairs}")
-            return pairs
-        if self.max_episode_steps != MEASURED_EPISODE_STEPS:
-            raise ValueError(
-                f"reference returns were measured for {MEASURED_EPISODE_STEPS}-step episodes; "
-                f"give return_low and return_high for max_episode_steps="
-                f"{self.max_episode_steps}"
-            )
-        unknown = [g for g in self.gravities if g not in REFERENCE_RETURNS]
-        if unknown:
-            raise ValueError(
-                f"no measured reference returns for gravities {unknown} (measured: "
-                f"{', '.join(f'{g:g}' for g in REFERENCE_RETURNS)}); give return_low and "
-                "return_high"
-            )
-        return [REFERENCE_RETURNS[g] for g in self.gravities]
+        return return_bounds(
+            self.gravities,
+            "gravity",
+            self.return_low,
+            self.return_high,
+            self.max_episode_steps,
+            MEASURED_EPISODE_STEPS,
+            REFERENCE_RETURNS,
+        )
 
 
 def _build(config: PendulumGravityConfig) -> list[TaskSpec]:

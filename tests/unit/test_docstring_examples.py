@@ -22,6 +22,7 @@ MODULES = (
     "l2rl.metrics_detection",
     "l2rl.planning",
     "l2rl.report_document",
+    "l2rl.return_bounds",
     "l2rl.sweep_file",
     "l2rl.testing.conformance",
     "l2rl.testing.runs",

@@ -112,7 +112,7 @@ def test_swing_up_is_possible_below_g_17_and_impossible_above() -> None:
 
 
 def test_other_gravities_and_lengths_need_given_bounds() -> None:
-    with pytest.raises(ConfigError, match="no measured reference returns for gravities"):
+    with pytest.raises(ConfigError, match="no measured reference returns for gravity values"):
         pendulum_gravity.tasks({"gravities": [9.81]})
     with pytest.raises(ConfigError, match="measured for 200-step episodes"):
         pendulum_gravity.tasks({"max_episode_steps": 100})
