@@ -252,7 +252,9 @@ class HyperCRL(Component):
         """Embedding position -> ``h(e_t, Theta*)`` stored at the current task's start."""
         self._claimed = False
         self._regularized = 0
-        self.recent = TransitionArrays.for_spec(config.infer_window, env_spec)
+        self.recent = (
+            TransitionArrays.for_spec(config.infer_window, env_spec) if config.infer_task else None
+        )
         """The last ``infer_window`` transitions (``infer_task`` only)."""
         self.baselines: dict[int, float] = {}
         """Embedding -> the agent's loss on recent transitions at its last check as the
@@ -371,7 +373,7 @@ class HyperCRL(Component):
 
     def on_step(self, ctx: RunContext, step: Step) -> None:
         """Keep the transition; every ``infer_every`` steps choose the embedding."""
-        if not self.config.infer_task:
+        if self.recent is None:
             return
         self.recent.add(step)
         self._since_inference += 1
@@ -407,6 +409,7 @@ class HyperCRL(Component):
         logged as ``<name>/embedding`` (the embedding now trained) and
         ``<name>/embeddings`` (how many exist).
         """
+        assert self.recent is not None, "infer() needs infer_task"
         batch = self.recent.batch()
         factor = self.config.new_task_factor
         losses = {k: self.loss_with(ctx.agent, k, batch) for k in range(len(self.embeddings))}
@@ -492,7 +495,7 @@ class HyperCRL(Component):
             "claimed": self._claimed,
             "targets": self.targets,
             "regularized": self._regularized,
-            "recent": self.recent.state_dict(),
+            "recent": None if self.recent is None else self.recent.state_dict(),
             "baselines": dict(self.baselines),
             "since_inference": self._since_inference,
             "last_good": self._last_good,
@@ -524,7 +527,8 @@ class HyperCRL(Component):
         self._claimed = bool(state["claimed"])
         self.targets = {int(k): dict(v) for k, v in state["targets"].items()}
         self._regularized = int(state["regularized"])
-        self.recent.load_state_dict(state["recent"])
+        if self.recent is not None:
+            self.recent.load_state_dict(state["recent"])
         self.baselines = {int(k): float(v) for k, v in state["baselines"].items()}
         self._since_inference = int(state["since_inference"])
         good = state["last_good"]
