@@ -19,6 +19,7 @@ from l2rl.config import load_yaml
 FOLDER = Path(__file__).resolve().parents[2] / "experiments" / "hypernetworks"
 METHODS = {
     "pendulum-gravity": ["fine-tuning", "coreset", "ewc", "si", "hypercrl"],
+    "cartpole-continuous": ["fine-tuning", "coreset", "ewc", "si", "hypercrl"],
     "cartpole-variants": ["fine-tuning", "hypercrl-q"],
 }
 
@@ -33,6 +34,7 @@ def test_every_method_plans_and_trains_the_same_way(
     assert sorted(grid) == sorted((s, m) for s, names in METHODS.items() for m in names)
     shared = {
         "pendulum-gravity": ("planner", "hidden", "batch_size", "train_every", "gradient_steps"),
+        "cartpole-continuous": ("planner", "hidden", "samples", "horizon", "angle_dims"),
         "cartpole-variants": ("hidden_sizes", "batch_size", "train_every", "lr"),
     }
     for (scenario, method), (_, config) in grid.items():
@@ -42,7 +44,7 @@ def test_every_method_plans_and_trains_the_same_way(
         assert {k: options[k] for k in keys} == {k: base.agent.options[k] for k in keys}
         generated = method.startswith("hypercrl")
         assert options.get("model", "mlp") == ("hypernetwork" if generated else "mlp")
-        if scenario == "pendulum-gravity":
+        if scenario != "cartpole-variants":
             assert config.components[0].name == "dynamics-heldout"
         build_run(config, seed=0)  # every method builds
 
@@ -51,10 +53,13 @@ def _tiny(config: dict[str, Any], steps: int) -> dict[str, Any]:
     config["seeds"] = [0]
     config["scenario"]["steps_per_task"] = steps
     options = config["agent"]["options"]
-    if config["scenario"]["name"] == "pendulum-gravity":
-        config["scenario"]["options"]["gravities"] = [10, 12]
+    if config["agent"]["name"] == "mpc":
+        if config["scenario"]["name"] == "pendulum-gravity":
+            config["scenario"]["options"]["gravities"] = [10, 12]
+        else:
+            config["scenario"]["options"]["lengths"] = [0.6, 0.8]
         options.update(hidden=[8], batch_size=4, train_every=10, gradient_steps=2)
-        options.update(random_steps=10, samples=8, horizon=3)
+        options.update(random_steps=10, samples=8, horizon=3, elites=4)
     else:
         config["scenario"]["options"]["max_episode_steps"] = 20
         options.update(hidden_sizes=[8], batch_size=4, learning_starts=8, train_every=2)
@@ -84,9 +89,11 @@ def test_the_whole_pipeline_runs_and_reports_from_records_alone(
     markdown = (results / "results.md").read_text()
     assert (results / "pendulum-gravity-dynamics-error.png").is_file()
     for method in METHODS["pendulum-gravity"]:
-        assert markdown.count(f"| {method} |") == (5 if method == "fine-tuning" else 3)
-    # headline and per-task rows on cartpole-variants; dynamics error on pendulum only
+        # headline, per-task and dynamics-error rows on the two MPC scenarios; fine-tuning
+        # also has headline and per-task rows on cartpole-variants
+        assert markdown.count(f"| {method} |") == (8 if method == "fine-tuning" else 6)
     assert markdown.count("| hypercrl-q |") == 2
+    assert (results / "cartpole-continuous-dynamics-error.png").is_file()
     again = tmp_path / "again"
     argv = ["--configs", str(configs), "--report-only", "--records", str(records)]
     assert run.main([*argv, "--results", str(again)]) == 0
