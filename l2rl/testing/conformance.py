@@ -5,8 +5,12 @@ often gets wrong: the class's declarations (role, options model), its hook names
 signatures, a save/restore round trip of its state, a real run with the runner in both the
 task-aware and the task-agnostic setting, that every parameter which received a gradient
 belongs to some learner's optimizer (else its gradient is silently never applied), a round
-trip of each of its learners' optimizer state, and, for the replay role, the batch-source
-protocol. :func:`check_agent` does the same for an agent. Both collect every failure and
+trip of each of its learners' optimizer state, for the replay role the batch-source
+protocol, and for a weight service (a hypernetwork) that its generated weights carry
+gradient to its learners' parameters and that a restored instance generates the same
+weights for every task (the default :class:`~l2rl.testing.fakes.FakeAgent` runs its layer on
+the generated weights when it gets a weight service). :func:`check_agent` does the same for
+an agent. Both collect every failure and
 raise one :class:`ConformanceError` listing them all, so a test run shows everything to fix
 at once.
 """
