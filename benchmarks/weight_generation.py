@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from l2rl.agents.mpc import DynamicsModel
+from l2rl.agents.networks import MultiHeadMLP
 from l2rl.components.hypernetworks.hypercrl import HyperCRL
 from l2rl.testing import fake_scenario
 from l2rl.types import TaskInfo
@@ -87,9 +87,9 @@ def timed_calls(size: Size) -> dict[str, Callable[[], object]]:
     """The four measured operations of one size."""
     torch.manual_seed(0)
     x, y = torch.randn(BATCH, IN_DIM), torch.randn(BATCH, OUT_DIM)
-    plain = DynamicsModel(IN_DIM, OUT_DIM, size.hidden)
+    plain = MultiHeadMLP(IN_DIM, OUT_DIM, size.hidden)
     plain_adam = torch.optim.Adam(plain.parameters(), lr=1e-3)
-    target = DynamicsModel(IN_DIM, OUT_DIM, size.hidden).requires_grad_(False)
+    target = MultiHeadMLP(IN_DIM, OUT_DIM, size.hidden).requires_grad_(False)
     hnet = hypercrl_for(size, target)
 
     def generate() -> object:

@@ -36,7 +36,6 @@ stored transition.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -55,39 +54,9 @@ from l2rl.planning import CEMPlanner, CEMSettings, MPPIPlanner, MPPISettings
 from l2rl.seeding import derive_seed
 from l2rl.types import EnvSpec, Losses, RewardFn, Step, TaskInfo, TransitionBatch
 
+from .networks import MultiHeadMLP
+
 _CEM, _MPPI = CEMSettings(), MPPISettings()
-
-
-class DynamicsModel(nn.Module):
-    """``f``: linear layers with ReLU between them (HyperCRL's ``MLP`` main network), the
-    last one per task with ``heads > 1`` (HyperCRL's baselines: a shared trunk and one
-    output layer per task, ``model/mbrl.py`` ``Baseline.add_weights``).
-
-    Args:
-        in_dim, out_dim: input and output sizes.
-        hidden: hidden widths.
-        heads: output layers (1: one model for every task).
-    """
-
-    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int], heads: int = 1) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        for a, b in itertools.pairwise([in_dim, *hidden]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        self.trunk = nn.Sequential(*layers)
-        last = hidden[-1] if hidden else in_dim
-        self.heads = nn.ModuleList(nn.Linear(last, out_dim) for _ in range(heads))
-
-    def forward(self, x: Tensor, tasks: Tensor | None = None) -> Tensor:
-        """``f(x)``; with several heads, row ``i`` through head ``tasks[i]``."""
-        features = self.trunk(x)
-        if len(self.heads) == 1:
-            out: Tensor = self.heads[0](features)
-            return out
-        if tasks is None:
-            raise ValueError("a multi-head dynamics model needs each row's task")
-        every = torch.stack([head(features) for head in self.heads])  # [heads, N, out]
-        return every[tasks.long(), torch.arange(len(x))]
 
 
 class InputStats:
@@ -256,7 +225,9 @@ class MPCAgent(Agent):
         heads = env_spec.num_tasks if config.multi_head else 1
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.model = DynamicsModel(in_dim, obs_dim, config.hidden, heads)
+            # HyperCRL's MLP main network; with heads > 1 its baselines' shared trunk
+            # with one output layer per task (model/mbrl.py Baseline.add_weights).
+            self.model = MultiHeadMLP(in_dim, obs_dim, config.hidden, heads)
             self.ensemble: ProbabilisticEnsemble | None = None
             if config.model == "ensemble":
                 self.ensemble = ProbabilisticEnsemble(
@@ -295,6 +266,16 @@ class MPCAgent(Agent):
         parts = [obs[..., keep], torch.cos(angles), torch.sin(angles), actions]
         return torch.cat(parts, dim=-1)
 
+    def inputs(self, obs: Tensor, actions: Tensor, task: int | Tensor) -> Tensor:
+        """The model's input: :meth:`features`, standardised (``normalize_inputs``) by the
+        statistics of ``task`` (one index for all rows, or one per row)."""
+        x = self.features(obs.float(), actions.float())
+        if not self.config.normalize_inputs:
+            return x
+        if isinstance(task, int):
+            return self.stats.normalize(task, x, self.task)
+        return self.stats.normalize_rows(task, x, self.task)
+
     def predict(
         self,
         obs: Tensor,
@@ -305,10 +286,8 @@ class MPCAgent(Agent):
         """``f(x)``: the predicted ``s' - s`` of each row for its task (``task``: one index
         for all rows, or one per row; -1 unknown): that task's statistics, head or generated
         weights (``weights``: generated once for many calls of one task)."""
+        x = self.inputs(obs, actions, task)
         tasks = torch.full((len(obs),), task) if isinstance(task, int) else task.long()
-        x = self.features(obs.float(), actions.float())
-        if self.config.normalize_inputs:
-            x = self.stats.normalize_rows(tasks, x, self.task)
         if self.ensemble is not None:
             return self.ensemble.mean_prediction(x)
         if self.generator is None:
@@ -335,9 +314,7 @@ class MPCAgent(Agent):
         target = (batch.next_obs - batch.obs).float()
         tasks = torch.where(batch.task_ids >= 0, batch.task_ids, self.task)
         if self.ensemble is not None:
-            x = self.features(batch.obs.float(), batch.actions.float())
-            if self.config.normalize_inputs:
-                x = self.stats.normalize_rows(tasks, x, self.task)
+            x = self.inputs(batch.obs, batch.actions, tasks)
             return {"loss_dynamics": self.ensemble.nll(x, target, self.bootstrap_generator)}
         pred = self.predict(batch.obs, batch.actions, tasks)
         return {"loss_dynamics": F.mse_loss(pred, target, reduction="sum") / self.obs_dim}
@@ -402,10 +379,7 @@ class MPCAgent(Agent):
 
         def dynamics(s: Tensor, a: Tensor) -> Tensor:
             if self.ensemble is not None:  # candidate i through member i mod B (TS-inf)
-                x = self.features(s, a)
-                if self.config.normalize_inputs:
-                    x = self.stats.normalize(task, x, self.task)
-                return s + self.ensemble.grouped(x)
+                return s + self.ensemble.grouped(self.inputs(s, a, task))
             return s + self.predict(s, a, task, weights)
 
         with torch.no_grad():

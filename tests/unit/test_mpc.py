@@ -119,7 +119,7 @@ def test_a_multi_head_model_sends_each_row_through_its_tasks_head() -> None:
     obs, actions = torch.randn(4, 3), torch.randn(4, 1)
     tasks = torch.tensor([2, 0, 1, 2])
     with torch.no_grad():
-        features = mpc.model.trunk(torch.cat([obs, actions], dim=1))
+        features = mpc.model.torso(torch.cat([obs, actions], dim=1))
         expected = torch.stack(
             [mpc.model.heads[int(t)](f) for t, f in zip(tasks, features, strict=True)]
         )
