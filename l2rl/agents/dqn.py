@@ -205,14 +205,20 @@ class DQNAgent(Agent):
         return actions
 
     def _online(
-        self, obs: torch.Tensor, heads: torch.Tensor | None, task: int | None
+        self,
+        obs: torch.Tensor,
+        heads: torch.Tensor | None,
+        task: int | None,
+        weights: Mapping[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Q-values of the online network, on ``task``'s generated weights if generated."""
+        """Q-values of the online network, on ``task``'s generated weights if generated
+        (``weights``: generated already, for several calls of one update)."""
         if self.generator is None:
             out: torch.Tensor = self.q(obs, heads)
             return out
-        weights = dict(self.generator.weights(task))
-        generated: torch.Tensor = torch.func.functional_call(self.q, weights, (obs, heads))
+        if weights is None:
+            weights = self.generator.weights(task)
+        generated: torch.Tensor = torch.func.functional_call(self.q, dict(weights), (obs, heads))
         return generated
 
     def _target(self, obs: torch.Tensor, heads: torch.Tensor | None) -> torch.Tensor:
@@ -269,10 +275,13 @@ class DQNAgent(Agent):
         if self._refresh_target:
             self._copy_target()
         heads = batch.task_ids if self.config.multi_head else None
-        q = self._online(batch.obs, heads, self.task).gather(1, batch.actions.unsqueeze(1))
-        q = q.squeeze(1)
+        # generated once for both passes; the second runs without gradient
+        weights = None if self.generator is None else self.generator.weights(self.task)
+        q = self._online(batch.obs, heads, self.task, weights)
+        q = q.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
         with torch.no_grad():
-            next_actions = self._online(batch.next_obs, heads, self.task).argmax(1, keepdim=True)
+            next_q_online = self._online(batch.next_obs, heads, self.task, weights)
+            next_actions = next_q_online.argmax(1, keepdim=True)
             next_q = self._target(batch.next_obs, heads).gather(1, next_actions).squeeze(1)
             target = batch.rewards + self.config.gamma * next_q * ~batch.terminated
         return {"loss_td": F.smooth_l1_loss(q, target)}
