@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from pydantic import Field, PositiveInt
 
-from l2rl.config import ConfigError, PluginConfig
+from l2rl.config import PluginConfig
 from l2rl.core import Component, RunContext
 from l2rl.seeding import derive_seed
 from l2rl.types import EnvSpec, Step, TaskInfo, TransitionBatch
@@ -59,10 +59,7 @@ class CoresetReplay(Component):
 
     def __init__(self, config: Config, env_spec: EnvSpec) -> None:
         super().__init__(config, env_spec)
-        try:
-            self.current = TransitionArrays.for_spec(config.capacity, env_spec)
-        except ValueError as exc:
-            raise ConfigError(f"coreset: {exc}") from exc
+        self.current = TransitionArrays.for_spec(config.capacity, env_spec)
         self.window: int | None = None
         """The task whose transitions :attr:`current` holds (``None`` before any window)."""
         self.coresets: dict[int, dict[str, np.ndarray]] = {}

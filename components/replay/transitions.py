@@ -1,9 +1,11 @@
 """Transitions in preallocated numpy arrays: a ring of whole transitions (not chunks), for
 components that keep a few transitions of their own (the coreset replay, HyperCRL's
-recent window)."""
+recent window). The layout of a transition is the regularizers' memories' one
+(:func:`~l2rl.components.regularizers.adapters.transition_fields`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -11,8 +13,8 @@ import torch
 
 from l2rl.types import EnvSpec, Step, TransitionBatch
 
-FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "task_ids")
-"""The fields of a transition, named as :class:`~l2rl.types.TransitionBatch`'s."""
+from ..regularizers.adapters import transition_fields, transition_row
+from ..regularizers.memory import FieldSpec
 
 
 class TransitionArrays:
@@ -20,37 +22,33 @@ class TransitionArrays:
 
     Args:
         capacity: transitions held at most.
-        obs_shape, obs_dtype, action_shape, action_dtype: the spaces' layouts.
+        fields: name -> (shape, numpy dtype) of each value of a transition
+            (:meth:`for_spec` takes them from the scenario's spaces).
     """
 
-    def __init__(
-        self,
-        capacity: int,
-        obs_shape: tuple[int, ...],
-        obs_dtype: np.dtype[Any],
-        action_shape: tuple[int, ...],
-        action_dtype: np.dtype[Any],
-    ) -> None:
+    def __init__(self, capacity: int, fields: Mapping[str, FieldSpec]) -> None:
         self.capacity = capacity
         self.arrays = {
-            "obs": np.zeros((capacity, *obs_shape), obs_dtype),
-            "actions": np.zeros((capacity, *action_shape), action_dtype),
-            "rewards": np.zeros(capacity, np.float32),
-            "next_obs": np.zeros((capacity, *obs_shape), obs_dtype),
-            "terminated": np.zeros(capacity, np.bool_),
-            "task_ids": np.zeros(capacity, np.int64),
+            name: np.zeros((capacity, *shape), dtype) for name, (shape, dtype) in fields.items()
         }
         self.size = 0
         self.next = 0
 
+    @classmethod
+    def for_spec(cls, capacity: int, env_spec: EnvSpec) -> TransitionArrays:
+        """Arrays for the transitions of ``env_spec``'s spaces.
+
+        Raises:
+            ConfigError: a space without one fixed shape and dtype.
+        """
+        return cls(capacity, transition_fields(env_spec))
+
     def add(self, step: Step) -> None:
         """Store one transition (overwriting the oldest when full)."""
-        row = self.next
-        values = (step.obs, step.action, step.reward, step.next_obs, step.terminated)
-        for name, value in zip(FIELDS[:5], values, strict=True):
-            self.arrays[name][row] = value
-        self.arrays["task_ids"][row] = -1 if step.task_id is None else step.task_id
-        self.next = (row + 1) % self.capacity
+        row = transition_row(step)
+        for name, array in self.arrays.items():
+            array[self.next] = row[name]
+        self.next = (self.next + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
     def rows(self, index: np.ndarray) -> dict[str, np.ndarray]:
@@ -65,34 +63,23 @@ class TransitionArrays:
         """Every transition held, as a batch (in ring order)."""
         return batch_of([self.rows(np.arange(self.size))])
 
-    @classmethod
-    def for_spec(cls, capacity: int, env_spec: EnvSpec) -> TransitionArrays:
-        """Arrays shaped by ``env_spec``'s spaces.
-
-        Raises:
-            ValueError: a space without one fixed shape and dtype.
-        """
-        obs, action = env_spec.observation_space, env_spec.action_space
-        if obs.shape is None or obs.dtype is None or action.shape is None or action.dtype is None:
-            raise ValueError(f"needs fixed-shape spaces, got {obs} and {action}")
-        return cls(capacity, tuple(obs.shape), obs.dtype, tuple(action.shape), action.dtype)
-
     def state_dict(self) -> dict[str, Any]:
         """The arrays (as tensors) and the ring's position."""
         return {
-            "arrays": {name: torch.as_tensor(self.arrays[name]) for name in FIELDS},
+            "arrays": {name: torch.as_tensor(array) for name, array in self.arrays.items()},
             "size": self.size,
             "next": self.next,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
-        for name in FIELDS:
-            self.arrays[name][...] = state["arrays"][name].numpy()
+        for name, array in self.arrays.items():
+            array[...] = state["arrays"][name].numpy()
         self.size, self.next = int(state["size"]), int(state["next"])
 
 
 def batch_of(parts: list[dict[str, np.ndarray]]) -> TransitionBatch:
-    """Row dicts of :data:`FIELDS` concatenated into one batch."""
-    joined = {name: np.concatenate([p[name] for p in parts]) for name in FIELDS}
+    """Rows of transitions (dicts of the :class:`~l2rl.types.TransitionBatch` fields)
+    concatenated into one batch."""
+    joined = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
     return TransitionBatch(**{name: torch.as_tensor(value) for name, value in joined.items()})
