@@ -344,15 +344,17 @@ class HyperCRL(Component):
     def _switch_to(self, slot: int) -> None:
         """Train ``slot`` from now on: store every other embedding's outputs as the
         regulariser's targets and restart both optimisers."""
-        network = self._bound()
         self.current = slot
-        with torch.no_grad():
-            self.targets = {
-                other: {n: w.detach().clone() for n, w in network(emb).items()}
-                for other, emb in enumerate(self.embeddings)
-                if other != slot
-            }
+        self.targets = {
+            other: self._outputs(emb) for other, emb in enumerate(self.embeddings) if other != slot
+        }
         self._rebuild_learners()
+
+    def _outputs(self, embedding: Tensor) -> dict[str, Tensor]:
+        """``h(embedding, Theta)`` now, detached copies (a target, a fitting state)."""
+        network = self._bound()
+        with torch.no_grad():
+            return {n: w.detach().clone() for n, w in network(embedding).items()}
 
     # --- task inference (task-agnostic runs) ------------------------------------------
     def on_run_start(self, ctx: RunContext) -> None:
@@ -385,11 +387,8 @@ class HyperCRL(Component):
 
     def _remember_good(self) -> None:
         """Keep the current embedding and its outputs as they are at a check that fits."""
-        network = self._bound()
-        with torch.no_grad():
-            embedding = self.embeddings[self.current].detach().clone()
-            outputs = {n: w.detach().clone() for n, w in network(embedding).items()}
-        self._last_good = (self.current, embedding, outputs)
+        embedding = self.embeddings[self.current].detach().clone()
+        self._last_good = (self.current, embedding, self._outputs(embedding))
 
     def loss_with(self, agent: Learner, slot: int, batch: TransitionBatch) -> float:
         """The agent's summed loss on ``batch`` with embedding ``slot``'s network (no
@@ -405,8 +404,7 @@ class HyperCRL(Component):
     def infer(self, ctx: RunContext) -> None:
         """Choose the embedding for the recent transitions (the module docstring's rule).
 
-        Each change is
-        logged as ``<name>/embedding`` (the embedding now trained) and
+        Each change is logged as ``<name>/embedding`` (the embedding now trained) and
         ``<name>/embeddings`` (how many exist).
         """
         assert self.recent is not None, "infer() needs infer_task"
