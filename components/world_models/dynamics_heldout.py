@@ -31,10 +31,9 @@ from pydantic import Field, PositiveInt
 
 from l2rl.config import ConfigError, PluginConfig
 from l2rl.core import Component, RunContext
-from l2rl.seeding import derive_seed
 from l2rl.types import EnvSpec, EvalRecord
 
-from .heldout_probe import random_policy_sequences, uniform_policy
+from .heldout_probe import heldout_sets, uniform_policy
 
 
 @runtime_checkable
@@ -90,18 +89,14 @@ class DynamicsHeldout(Component):
                 f"must offer predict(obs, actions, task) (e.g. mpc); {type(ctx.agent).__name__} "
                 "does not"
             )
-        aware = ctx.env_spec.task_aware
-        self.heldout = {}
-        for index, task in enumerate(ctx.tasks):
-            batch = random_policy_sequences(
-                task.make_env,
-                ctx.env_spec,
-                self.config.sequences,
-                self.config.sequence_length,
-                derive_seed(self.config.seed, index),
+        c = self.config
+        self.heldout = {
+            name: (
+                int(batch.task_ids[0, 0]),
+                transitions_of(batch.obs, batch.actions, batch.is_first),
             )
-            data = transitions_of(batch.obs, batch.actions, batch.is_first)
-            self.heldout[task.name] = (index if aware else -1, data)
+            for name, batch in heldout_sets(ctx, c.sequences, c.sequence_length, c.seed).items()
+        }
 
     def errors(self, agent: StatePredictor) -> dict[str, float]:
         """Task name -> the model's mean squared error on its held-out transitions."""

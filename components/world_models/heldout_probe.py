@@ -151,6 +151,24 @@ def random_policy_sequences(
     )
 
 
+def heldout_sets(ctx: RunContext, count: int, length: int, seed: int) -> dict[str, SequenceBatch]:
+    """Task name -> :func:`random_policy_sequences` of that task, seeded by ``seed`` and the
+    task's index only (every run of a grid gets the same data); ``task_ids`` hold the
+    task's index in task-aware runs, -1 otherwise."""
+    aware = ctx.env_spec.task_aware
+    return {
+        task.name: random_policy_sequences(
+            task.make_env,
+            ctx.env_spec,
+            count,
+            length,
+            derive_seed(seed, index),
+            task_id=index if aware else -1,
+        )
+        for index, task in enumerate(ctx.tasks)
+    }
+
+
 class WorldModelHeldout(Component):
     """The ``world-model-heldout`` probe (role ``custom``); see the module docstring.
 
@@ -196,18 +214,8 @@ class WorldModelHeldout(Component):
 
     def on_run_start(self, ctx: RunContext) -> None:
         """Collect each task's held-out sequences (the same on a resumed run)."""
-        aware = ctx.env_spec.task_aware
-        self.heldout = {
-            task.name: random_policy_sequences(
-                task.make_env,
-                ctx.env_spec,
-                self.config.sequences,
-                self.config.sequence_length,
-                derive_seed(self.config.seed, index),
-                task_id=index if aware else -1,
-            )
-            for index, task in enumerate(ctx.tasks)
-        }
+        c = self.config
+        self.heldout = heldout_sets(ctx, c.sequences, c.sequence_length, c.seed)
 
     def heldout_losses(self) -> dict[str, dict[str, float]]:
         """Task name -> the model's loss terms (and ``loss_total``) on its held-out set,
