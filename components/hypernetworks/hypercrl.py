@@ -43,7 +43,9 @@ over if that loss is below the current one's by more than the factor (a task see
 before), and else a new embedding is added (a new task). Either change stores the
 targets and restarts the optimisers as a task start does; the embedding left, which trained
 on the new data until the check, is restored to its value at its last fitting check and
-held to its outputs of then (not to those it drifted to).
+held to its outputs of then (not to those it drifted to). Losses are compared from
+``infer_loss_floor`` up: a task fitted to a loss of 1e-19 would otherwise read float
+noise at its next check as a change of data.
 """
 
 from __future__ import annotations
@@ -232,6 +234,12 @@ class HyperCRL(Component):
             "its last one; another embedding takes over if its loss is this much lower, else a "
             "new one is added (infer_task).",
         )
+        infer_loss_floor: float = Field(
+            default=1e-4,
+            ge=0.0,
+            description="Losses below this count as this in the choice (a fitted task's loss "
+            "is float noise; infer_task).",
+        )
 
     config: Config
 
@@ -410,7 +418,10 @@ class HyperCRL(Component):
         assert self.recent is not None, "infer() needs infer_task"
         batch = self.recent.batch()
         factor = self.config.new_task_factor
-        losses = {k: self.loss_with(ctx.agent, k, batch) for k in range(len(self.embeddings))}
+        floor = self.config.infer_loss_floor
+        losses = {
+            k: max(self.loss_with(ctx.agent, k, batch), floor) for k in range(len(self.embeddings))
+        }
         mine = losses[self.current]
         baseline = self.baselines.get(self.current)
         if baseline is None or mine <= factor * baseline:
