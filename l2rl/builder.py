@@ -163,6 +163,11 @@ def build_run(config: RunConfig, seed: int, scenario: Scenario | None = None) ->
             "component generates (it never binds the weights service); use an agent that "
             "supports generated weights, e.g. mpc with model: hypernetwork"
         )
+    if services.skills is not None and not services.skills.bound:
+        raise ConfigError(
+            f"agent {config.agent.name!r} does not act with the skills of the skill manager "
+            "(it never binds the skills service); use an agent that supports skills, e.g. dqn"
+        )
     return BuiltRun(
         scenario=scenario,
         env_spec=env_spec,

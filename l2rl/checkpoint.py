@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class WindowState:
         envs: the training envs, pickled (``None`` for one that cannot be).
         updates_at_start: each learner's optimiser steps when the window opened.
         inexact: why resuming here cannot continue the envs' episodes ("" if it can).
+        skills: the skill acting in each env's episode (empty without a skill manager).
     """
 
     done: int
@@ -56,6 +57,7 @@ class WindowState:
     envs: list[bytes | None]
     updates_at_start: dict[str, int]
     inexact: str = ""
+    skills: list[int] = field(default_factory=list)
 
     @classmethod
     def capture(
@@ -67,6 +69,7 @@ class WindowState:
         envs: Sequence[gym.Env[Any, Any]],
         updates_at_start: Mapping[str, int],
         agent_resumes_mid_episode: bool,
+        skills: Sequence[int] = (),
     ) -> WindowState:
         """The window's state now; envs that cannot be pickled are noted, not fatal."""
         pickled: list[bytes | None] = []
@@ -85,6 +88,7 @@ class WindowState:
             envs=pickled,
             updates_at_start=dict(updates_at_start),
             inexact="; ".join(dict.fromkeys(reasons)),
+            skills=[int(k) for k in skills],
         )
 
     def to_state(self) -> dict[str, Any]:
@@ -100,6 +104,7 @@ class WindowState:
             ],
             "updates_at_start": self.updates_at_start,
             "inexact": self.inexact,
+            "skills": self.skills,
         }
 
     @classmethod
@@ -113,6 +118,7 @@ class WindowState:
             envs=[None if e is None else e.numpy().tobytes() for e in state["envs"]],
             updates_at_start={k: int(v) for k, v in state["updates_at_start"].items()},
             inexact=str(state["inexact"]),
+            skills=[int(k) for k in state.get("skills", [])],
         )
 
     def restore_envs(self) -> list[gym.Env[Any, Any]] | None:

@@ -47,7 +47,7 @@ to the learner named by its ``learner`` attribute (default the agent).
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -56,11 +56,14 @@ import torch
 from torch import nn
 
 from l2rl.config import PluginConfig
+from l2rl.evaluation import EpisodeOutcomes
 from l2rl.types import (
     EnvSpec,
     EvalRecord,
     Losses,
+    ParametersChanged,
     SequenceBatch,
+    SkillEvent,
     Step,
     TaskInfo,
     TransitionBatch,
@@ -207,10 +210,49 @@ class WeightService(Protocol):
 
 @runtime_checkable
 class SkillService(Protocol):
-    """What a skill manager offers: the skill to act with for an observation and task."""
+    """What a skill manager offers: which skill acts, and each skill's parameters.
 
-    def select(self, obs: np.ndarray, task: int | None) -> int:
-        """The index of the skill to act with."""
+    A skill is a set of parameters for the agent's policy module (the one the agent
+    binds with :meth:`bind`): a frozen snapshot of the learner, a learner of its own, or a
+    point of a subspace of policies. :data:`~l2rl.types.LEARNER_SKILL` is the learner itself. The
+    runner asks :meth:`select` at every episode start, in training and in evaluation,
+    records the choice in :attr:`Step.skill <l2rl.types.Step.skill>`, and has the agent act
+    with it (:meth:`Agent.act_skills`); the agent runs its policy module on
+    :meth:`parameters` through ``torch.func.functional_call`` and trains on
+    :meth:`train_parameters`.
+    """
+
+    @property
+    def bound(self) -> bool:
+        """Whether an agent has bound its policy module (:meth:`bind`); the builder refuses
+        a run whose agent leaves the service unused."""
+        ...
+
+    def bind(self, policy: nn.Module) -> None:
+        """Skills are parameter sets of ``policy`` (one tensor per entry of
+        ``policy.named_parameters()``) from now on; the agent calls this once, in its
+        constructor."""
+        ...
+
+    def select(self, obs: np.ndarray, task: int | None, evaluation: bool) -> int:
+        """The skill that acts in the episode starting at ``obs`` (``task``: the task id in
+        task-aware runs, the inferred one or ``None`` otherwise)."""
+        ...
+
+    def parameters(
+        self, skill: int, live: Mapping[str, torch.Tensor]
+    ) -> Mapping[str, torch.Tensor]:
+        """Parameter name -> tensor of ``skill``, given the policy module's own
+        parameters ``live`` (those of :data:`~l2rl.types.LEARNER_SKILL`)."""
+        ...
+
+    def train_parameters(
+        self, live: Sequence[Mapping[str, torch.Tensor]]
+    ) -> list[Mapping[str, torch.Tensor]]:
+        """The parameters the agent's loss trains on, for each of its parameter sets
+        ``live`` (e.g. online and target network), all drawn at one point of the skill
+        space: the live ones themselves for a bank of separate skills, one Dirichlet draw
+        of a subspace of policies mixed from each set (CSP)."""
         ...
 
 
@@ -316,6 +358,9 @@ class RunContext:
         self.pending_task_change: tuple[str, int | None] | None = None
         self.infers_tasks = False
         self.sleeping = False
+        self._validator: Callable[[int, int, int], EpisodeOutcomes] | None = None
+        self._change_listener: Callable[[ParametersChanged], None] | None = None
+        self._skill_events: Callable[[SkillEvent], None] | None = None
 
     def request_task_change(self, reason: str, task_id: int | None = None) -> None:
         """Ask the runner to close the current inferred task and open another after the
@@ -341,6 +386,52 @@ class RunContext:
             raise ValueError(f"task_id must be non-negative, got {task_id}")
         if self.pending_task_change is None:
             self.pending_task_change = (reason, task_id)
+
+    def validate(self, task_index: int, skill: int, episodes: int) -> EpisodeOutcomes:
+        """Play ``episodes`` validation episodes of task ``task_index`` (an index of
+        :attr:`tasks`) with ``skill`` acting greedily, and return their outcomes.
+
+        A skill manager estimates what a skill set is worth with these (SLIM's
+        leave-one-skill-out validation, CSP's search of the best combination). They do not
+        count as env steps of training or appear in the evaluation records; their reset
+        seeds are the run's validation stream, disjoint from the evaluation's, and the
+        same at every call with the same arguments (each call replays the same starts).
+
+        Raises:
+            RuntimeError: outside a run, or in a run without a skill manager.
+            ValueError: ``task_index`` out of range or ``episodes`` not positive.
+        """
+        if self._validator is None:
+            raise RuntimeError("validate is available inside a run with a skill manager")
+        if not 0 <= task_index < len(self.tasks):
+            raise ValueError(f"task_index {task_index} is not a task of the run")
+        if episodes < 1:
+            raise ValueError(f"episodes must be positive, got {episodes}")
+        return self._validator(task_index, skill, episodes)
+
+    def record_skill_event(self, event: SkillEvent) -> None:
+        """Write a skill manager's lifecycle event to the run's records
+        (``skill_events.jsonl`` and TensorBoard, in a run with a directory).
+
+        Raises:
+            RuntimeError: outside a run.
+        """
+        if self._skill_events is None:
+            raise RuntimeError("record_skill_event is available inside a run")
+        self._skill_events(event)
+
+    def parameters_changed(self, change: ParametersChanged) -> None:
+        """Report that a learner's parameters grew or shrank, or that a component's
+        learners (:meth:`Component.learners`) changed: the runner picks up the learners as
+        they are now (checking that each trainable parameter belongs to its optimizer) and
+        fires ``on_parameters_changed`` so components holding per-parameter state follow.
+
+        Raises:
+            RuntimeError: outside a run.
+        """
+        if self._change_listener is None:
+            raise RuntimeError("parameters_changed is available inside a run")
+        self._change_listener(change)
 
     @property
     def update_index(self) -> int:
@@ -472,6 +563,34 @@ class Agent(Learner):
         """
         return [self.act(o, task_id, explore) for o in obs]
 
+    def act_skills(
+        self, obs: np.ndarray, task_id: int | None, explore: bool, skills: np.ndarray
+    ) -> Sequence[Any]:
+        """Actions for a stack of observations, row ``i`` acting with skill ``skills[i]``
+        of the ``skills`` service (the runner calls this instead of :meth:`act` and
+        :meth:`act_batch` once the agent has bound that service).
+
+        An agent that binds a skill service overrides this: it runs its policy module on
+        ``services.skills.parameters(skill, live)`` for each skill of the stack.
+
+        Raises:
+            NotImplementedError: the agent does not act with skills.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not act with skills")
+
+    def skill_losses(
+        self, batch: Any, online: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]
+    ) -> Losses:
+        """The agent's losses on ``batch`` with the policy module it bound to the skills
+        service run on ``online`` parameters (``target``: those of its lagging copy, for
+        agents with a target network). A skill manager's own skill learners (SLIM's expanded
+        skills) train their parameter sets with this.
+
+        Raises:
+            NotImplementedError: the agent does not train skills.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not train skills")
+
     def observe(self, step: Step) -> None:
         """See one transition (on-policy agents collect rollouts here)."""
 
@@ -559,6 +678,10 @@ class Component:
     def on_consolidate(self, ctx: RunContext, task: TaskInfo) -> None:
         """Consolidate after a task closed, without updates (EWC's Fisher, PackNet's
         pruning); consolidation by updates is the sleep phase (:meth:`sleep_batches`)."""
+
+    def on_parameters_changed(self, ctx: RunContext, change: ParametersChanged) -> None:
+        """A learner's parameters grew or shrank (:meth:`RunContext.parameters_changed`);
+        per-parameter state for ``change.learner`` must follow its new layout."""
 
     def on_run_end(self, ctx: RunContext) -> None:
         """The run finished."""

@@ -11,6 +11,7 @@ Hook order within one run (task-aware; see :mod:`l2rl.core` for the whole loop):
           after_update                   #   parameters changed
         on_eval_task_start / on_eval_task_end   # around each task's evaluation
         on_eval                          # all records of one evaluation round
+        on_parameters_changed            # when a component reports a grown/shrunk learner
       on_task_end
       on_consolidate
     on_run_end
@@ -48,6 +49,7 @@ class Hook(enum.StrEnum):
     EVAL = "on_eval"
     TASK_END = "on_task_end"
     CONSOLIDATE = "on_consolidate"
+    PARAMETERS_CHANGED = "on_parameters_changed"
     RUN_END = "on_run_end"
 
 

@@ -22,18 +22,28 @@ import torch
 
 from l2rl.checkpoint import WindowState, restore_checkpoint, write_checkpoint
 from l2rl.config import EvalConfig
-from l2rl.core import AGENT_LEARNER, Agent, Component, Learner, RunContext
-from l2rl.evaluation import run_episodes
+from l2rl.core import (
+    AGENT_LEARNER,
+    SERVICE_SLOTS,
+    Agent,
+    Component,
+    Learner,
+    RunContext,
+    SkillService,
+)
+from l2rl.evaluation import EpisodeOutcomes, run_episodes
 from l2rl.hooks import ComponentError, Hook, HookDispatcher
 from l2rl.logging.recorder import Recorder
 from l2rl.progress import ProgressDisplay
 from l2rl.scenario import Scenario
 from l2rl.seeding import derive_seed
 from l2rl.types import (
+    LEARNER_SKILL,
     EnvSpec,
     EpisodeRecord,
     EvalRecord,
     Losses,
+    ParametersChanged,
     SleepRecord,
     Step,
     TaskChange,
@@ -85,7 +95,7 @@ class RunResult:
     wall_seconds: float
 
 
-_TRAIN_ENV, _EVAL_ENV = 0, 1
+_TRAIN_ENV, _EVAL_ENV, _VALIDATION_ENV = 0, 1, 2
 
 
 class Runner:
@@ -166,6 +176,14 @@ class Runner:
         ]
         self._inferred: TaskInfo | None = None
         self._inferred_ids = 0
+        self._validated = 0  # validation episodes so far, and when the window opened
+        self._validated_at_window_start = 0
+        # A skill manager picks the skill of every episode once the agent bound its service.
+        self._skills = _bound_skills(self.hooks.components)
+        if self._skills is not None:
+            self.ctx._validator = self._validate
+        self.ctx._change_listener = self._parameters_changed
+        self.ctx._skill_events = self.recorder.skill_event
 
     # --- the loop ---------------------------------------------------------------------
     def run(
@@ -255,6 +273,7 @@ class Runner:
         """Open a training window: the agent and the components learn of the task (or,
         task-agnostic with a detector, of the first inferred task when the run starts)."""
         self._updates_at_window_start = dict(self.ctx.learner_updates)
+        self._validated_at_window_start = self._validated
         if self.scenario.task_aware:
             self.ctx.task = info
             self.agent.on_task_start(info)
@@ -278,11 +297,17 @@ class Runner:
             self.ctx.task = None
         elif self._inferred is not None and info.block == len(self.scenario.schedule) - 1:
             self._close_inferred_task()  # the run ends: so does the inferred task
+        # Learners of the run now, and those a skill manager removed after they trained in
+        # this window (not those gone before it: they had no part in it).
+        current = {learner.learner_name for learner in self.learners}
         updates = {
             name: count - self._updates_at_window_start.get(name, 0)
             for name, count in self.ctx.learner_updates.items()
+            if name in current or count != self._updates_at_window_start.get(name, 0)
         }
-        summary = WindowSummary(info.block, info.index, info.name, self.ctx.global_step, updates)
+        validated = self._validated - self._validated_at_window_start
+        step = self.ctx.global_step
+        summary = WindowSummary(info.block, info.index, info.name, step, updates, validated)
         self.recorder.window(summary)
         self._checkpoint(info.block)
 
@@ -339,9 +364,11 @@ class Runner:
         # a subprocess pool loses to this for cheap envs); each transition then goes through
         # the same per-step path, so hooks, updates and evaluation see single transitions.
         envs = resumed.restore_envs() if resumed is not None else None
+        skills = self._skills
         if envs is not None and resumed is not None:
             obs, first = list(resumed.obs), list(resumed.first)
             episode_returns = list(resumed.episode_returns)
+            acting = list(resumed.skills) or [LEARNER_SKILL] * len(envs)
         else:
             envs = [self.scenario.tasks[task_index].make_env() for _ in range(self.num_envs)]
             # a fresh window's seeds, or (inexact resume) seeds of the step it resumes at
@@ -353,6 +380,7 @@ class Runner:
             episode_returns = [0.0] * len(envs)
             first = [True] * len(envs)  # obs[i] starts an episode
             agent.on_episode_start(range(len(envs)), evaluation=False)
+            acting = [self._select(o, task_id, evaluation=False) for o in obs]
         every = self.evaluation.every
         on_step = hooks.handlers(Hook.STEP)
         block_start = time.perf_counter()
@@ -361,7 +389,9 @@ class Runner:
         next_save = None if save_every is None else (ctx.global_step // save_every + 1) * save_every
         try:
             while done < steps:
-                if len(envs) == 1:
+                if skills is not None:
+                    actions = list(agent.act_skills(np.stack(obs), task_id, True, np.array(acting)))
+                elif len(envs) == 1:
                     actions = [agent.act(obs[0], task_id, True)]
                 else:
                     actions = list(agent.act_batch(np.stack(obs), task_id, True))
@@ -381,6 +411,7 @@ class Runner:
                         global_step=ctx.global_step,
                         env_index=i,
                         first=first[i],
+                        skill=acting[i],
                     )
                     agent.observe(step)
                     if on_step:
@@ -397,6 +428,7 @@ class Runner:
                         episode_returns[i] = 0.0
                         obs[i], _ = env.reset()
                         agent.on_episode_start([i], evaluation=False)
+                        acting[i] = self._select(obs[i], task_id, evaluation=False)
                     else:
                         obs[i] = next_obs
                     if ctx.global_step % every == 0 and done != steps:
@@ -416,6 +448,7 @@ class Runner:
                             envs,
                             self._updates_at_window_start,
                             agent.resumes_mid_episode,
+                            acting if skills is not None else (),
                         )
                         self._checkpoint(block, state)
                     next_save = (ctx.global_step // save_every + 1) * save_every
@@ -604,7 +637,7 @@ class Runner:
         """One evaluation round of every task. ``after_sleep``: the round after a window's
         sleep phase, recorded apart (``sleep_evals.jsonl``) and not shown to components
         (:attr:`Hook.EVAL`) or the run's metrics: it exists for the L2M log."""
-        agent, hooks, ctx = self.agent, self.hooks, self.ctx
+        hooks, ctx = self.hooks, self.ctx
         aware = self.scenario.task_aware
         records = []
         for index, task in enumerate(self.scenario.tasks):
@@ -613,17 +646,7 @@ class Runner:
             if aware:
                 hooks.fire(Hook.EVAL_TASK_START, ctx, info)
 
-            def policy(obs: np.ndarray, task_id: int | None = task_id) -> Sequence[Any]:
-                return agent.act_batch(obs, task_id, False)
-
-            outcome = run_episodes(
-                self._eval_envs[index],
-                policy,
-                self.evaluation.episodes,
-                seed=derive_seed(self.seed, _EVAL_ENV, index),
-                max_steps=self.evaluation.max_episode_steps,
-                on_reset=lambda slots: agent.on_episode_start(slots, evaluation=True),
-            )
+            outcome = self._play(index, task_id, None, self.evaluation.episodes, _EVAL_ENV)
             if aware:
                 hooks.fire(Hook.EVAL_TASK_END, ctx, info)
             score = task.normalizer(outcome.returns, outcome.successes)
@@ -652,6 +675,75 @@ class Runner:
         shown = records if aware else [_without_task(r) for r in records]
         hooks.fire(Hook.EVAL, ctx, tuple(shown))
 
+    def _play(
+        self, index: int, task_id: int | None, skill: int | None, episodes: int, stream: int
+    ) -> EpisodeOutcomes:
+        """Greedy episodes of task ``index`` on its evaluation envs, reset from seed
+        stream ``stream``; with a skill manager, ``skill`` acts (``None``: the skill the
+        manager selects at each episode's start)."""
+        agent, skills = self.agent, self._skills
+        chosen: dict[int, int] = {}  # slot -> skill of its episode, picked at first sight
+
+        def on_reset(slots: list[int]) -> None:
+            agent.on_episode_start(slots, evaluation=True)
+            for slot in slots:
+                chosen.pop(slot, None)
+
+        def policy(obs: np.ndarray) -> Sequence[Any]:
+            if skills is None:
+                return agent.act_batch(obs, task_id, False)
+            for slot, o in enumerate(obs):
+                if slot not in chosen:
+                    chosen[slot] = skill if skill is not None else self._select(o, task_id, True)
+            acting = np.array([chosen[slot] for slot in range(len(obs))])
+            return agent.act_skills(obs, task_id, False, acting)
+
+        return run_episodes(
+            self._eval_envs[index],
+            policy,
+            episodes,
+            seed=derive_seed(self.seed, stream, index),
+            max_steps=self.evaluation.max_episode_steps,
+            on_reset=on_reset,
+        )
+
+    # --- skills -----------------------------------------------------------------------
+    def _select(self, obs: np.ndarray, task_id: int | None, evaluation: bool) -> int:
+        """The skill manager's skill for the episode starting at ``obs``."""
+        if self._skills is None:
+            return LEARNER_SKILL
+        return int(self._skills.select(obs, task_id, evaluation))
+
+    def _validate(self, task_index: int, skill: int, episodes: int) -> EpisodeOutcomes:
+        """:meth:`RunContext.validate`: greedy episodes of one skill, from the validation
+        seed stream (the same starts at every call)."""
+        task_id = task_index if self.scenario.task_aware else None
+        self._validated += episodes
+        return self._play(task_index, task_id, skill, episodes, _VALIDATION_ENV)
+
+    def _parameters_changed(self, change: ParametersChanged) -> None:
+        """:meth:`RunContext.parameters_changed`: pick up the learners as they are now and
+        tell the components."""
+        before = {learner.learner_name for learner in self.learners}
+        self._refresh_learners()
+        now = {learner.learner_name for learner in self.learners}
+        if change.learner not in before | now:
+            raise ValueError(
+                f"parameters_changed names learner {change.learner!r}, which the run never "
+                f"had (its learners: {sorted(now)})"
+            )
+        self.hooks.fire(Hook.PARAMETERS_CHANGED, self.ctx, change)
+
+    def _refresh_learners(self) -> None:
+        """The agent's and the components' learners as they are now (after a skill bank
+        grew or shrank, or a checkpoint restored one); each must train every trainable
+        parameter of its ``networks()``."""
+        self.learners = self._learners(self.agent, self.hooks.components)
+        for learner in self.learners:
+            self.ctx.learner_updates.setdefault(learner.learner_name, 0)
+            _check_optimizer_covers(learner)
+        self._co_learners = _co_learners(self.learners)
+
     # --- checkpoints ------------------------------------------------------------------
     def _schedule(self) -> list[tuple[int, int]]:
         return [(b.task_index, b.steps) for b in self.scenario.schedule]
@@ -671,6 +763,8 @@ class Runner:
             runner={
                 "inferred": None if self._inferred is None else asdict(self._inferred),
                 "inferred_ids": self._inferred_ids,
+                "validated": self._validated,
+                "validated_at_window_start": self._validated_at_window_start,
             },
         )
 
@@ -686,8 +780,11 @@ class Runner:
         inferred = runner.get("inferred")
         self._inferred = None if inferred is None else TaskInfo(**inferred)
         self._inferred_ids = int(runner.get("inferred_ids", 0))
+        self._validated = int(runner.get("validated", 0))
+        self._validated_at_window_start = int(runner.get("validated_at_window_start", 0))
         if self._inferred is not None:
             self.ctx.task = self._inferred
+        self._refresh_learners()  # a restored skill bank may hold learners of its own
         return block, window
 
     def _reopen_window(self, info: TaskInfo, state: WindowState) -> None:
@@ -726,6 +823,33 @@ def _co_learners(learners: Sequence[Learner]) -> dict[str, list[Learner]]:
             )
         co[target].append(learner)
     return co
+
+
+def _bound_skills(components: Sequence[Component]) -> SkillService | None:
+    """The skills service of the run's skill manager, if an agent bound it."""
+    role = SERVICE_SLOTS["skills"][0]
+    for component in components:
+        service = component.service()
+        if component.role == role and isinstance(service, SkillService) and service.bound:
+            return service
+    return None
+
+
+def _check_optimizer_covers(learner: Learner) -> None:
+    """Raise if a trainable parameter of ``learner.networks()`` is outside its optimizer
+    (a grown network whose new parameters were never handed to it would silently not
+    train)."""
+    stepped = {id(p) for group in learner.optimizer.param_groups for p in group["params"]}
+    missing = [
+        name
+        for name, param in learner.networks().named_parameters()
+        if param.requires_grad and id(param) not in stepped
+    ]
+    if missing:
+        raise ValueError(
+            f"learner {learner.learner_name!r}: trainable parameters outside its optimizer: "
+            f"{missing[:5]}{' ...' if len(missing) > 5 else ''}"
+        )
 
 
 def _named_errors(

@@ -162,7 +162,9 @@ class Step:
     ``env_index`` says which of the run's parallel training envs produced it. ``first`` is
     set by the runner when ``obs`` is the first observation of an episode (right after a
     reset; Acme's ``observe_first``): replays start a stored episode there and world models
-    reset their latent state, without comparing observation arrays.
+    reset their latent state, without comparing observation arrays. ``skill`` says which
+    skill of a skill manager acted (:data:`LEARNER_SKILL` when the learner itself did, and
+    in runs without a skill manager).
     """
 
     obs: np.ndarray
@@ -175,6 +177,7 @@ class Step:
     global_step: int
     env_index: int = 0
     first: bool = False
+    skill: int = -1
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,10 @@ class TransitionBatch:
     observation space's dtype (uint8 frames stay uint8; the network scales them),
     ``actions`` the action dtype (int64 for Discrete), ``rewards`` float32,
     ``terminated`` bool, ``task_ids`` int64 with -1 where the task is unknown
-    (task-agnostic runs).
+    (task-agnostic runs). ``skills`` (int64) is the skill that took each action
+    (:attr:`Step.skill`; -1: the learner) where the source records it; ``None`` where it
+    does not (small memories of regularizers) and, from the chunk replays, while no skill
+    but the learner's has acted.
     """
 
     obs: torch.Tensor
@@ -194,9 +200,37 @@ class TransitionBatch:
     next_obs: torch.Tensor
     terminated: torch.Tensor
     task_ids: torch.Tensor
+    skills: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.obs.shape[0])
+
+
+LEARNER_SKILL = -1
+"""The skill index of the learner itself (:attr:`Step.skill` when no bank skill acted)."""
+
+
+@dataclass(frozen=True)
+class ParametersChanged:
+    """The parameters of a learner grew or shrank (a skill bank expanded or retired a
+    skill, an agent added a head): what ``on_parameters_changed`` receives.
+
+    The learner that changed has already updated its own optimizer; the runner has
+    picked up learners added or removed; components that keep per-parameter state for
+    that learner (EWC's Fisher, SI's importance, PackNet's masks) follow the new layout.
+
+    Attributes:
+        learner: the ``learner_name`` whose parameters changed, or that was added or
+            removed.
+        reason: what happened (e.g. ``"slim: expanded skill 2"``).
+        added: names of parameters (of that learner's ``networks()``) that are new.
+        removed: names of parameters that are gone.
+    """
+
+    learner: str
+    reason: str
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -298,6 +332,8 @@ class WindowSummary:
         end_step: the env step at which the window closed.
         updates: optimiser steps each learner made in the window, by learner name; a
             learner with 0 did not train in it (e.g. a replay too small to start).
+        validation_episodes: episodes a skill manager played for validation in the window
+            (:meth:`~l2rl.core.RunContext.validate`; not counted in ``end_step``).
     """
 
     block: int
@@ -305,6 +341,7 @@ class WindowSummary:
     task: str
     end_step: int
     updates: Mapping[str, int]
+    validation_episodes: int = 0
 
     def idle_learners(self) -> list[str]:
         """The learners that made no optimiser step in the window."""
@@ -346,6 +383,35 @@ class TaskChange:
     reason: str
     task_id: int
     new: bool
+
+
+@dataclass(frozen=True)
+class SkillEvent:
+    """A skill manager's lifecycle event (``skill_events.jsonl``; its ``delta`` also goes
+    to TensorBoard as ``skills/<event>/delta``).
+
+    Attributes:
+        global_step: the env step it happened at.
+        event: ``"add"`` (a snapshot joined the bank), ``"retain"`` (an audit kept it),
+            ``"retire"``, ``"expand"`` (a new skill started training on a failing task),
+            ``"freeze"`` (an expanded skill stopped training and joined the bank),
+            ``"full"`` (no room for a new skill), ``"keep-anchor"`` / ``"prune-anchor"``
+            (CSP's subspace decision).
+        skill: the skill's index (:attr:`Step.skill`).
+        task: the task it concerns (its own task, or the one failing).
+        delta: the marginal contribution estimated at this event (SLIM's EMA of
+            ``V(S) - V(S without k)``; CSP: ``R_new - R_old``), ``nan`` where none.
+        exposures: episodes the skill has acted in so far.
+        bank_size: skills in the bank after the event.
+    """
+
+    global_step: int
+    event: str
+    skill: int
+    task: int
+    delta: float
+    exposures: int
+    bank_size: int
 
 
 @dataclass(frozen=True)

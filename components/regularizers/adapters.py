@@ -20,7 +20,7 @@ import numpy as np
 from l2rl.config import ConfigError
 from l2rl.core import Agent, Component, PolicyAgent, RunContext
 from l2rl.seeding import derive_seed
-from l2rl.types import EnvSpec, Losses, Step, TaskInfo
+from l2rl.types import EnvSpec, Losses, ParametersChanged, Step, TaskInfo
 
 from .memory import FieldSpec, Reservoir
 from .params import QuadraticPenalty
@@ -135,6 +135,11 @@ class PenaltyRegularizer(TaskEndRegularizer):
         if not self.penalty.active:
             return {}
         return {self.loss_key: self.penalty(ctx.agent.networks())}
+
+    def on_parameters_changed(self, ctx: RunContext, change: ParametersChanged) -> None:
+        """The regularized learner grew or shrank: the penalty follows its layout."""
+        if change.learner == self.learner:
+            self.penalty.follow(ctx.agent.networks())
 
     def state_dict(self) -> dict[str, Any]:
         """The penalty's state."""

@@ -36,7 +36,7 @@ from torch import nn
 
 from l2rl.config import ConfigError, PluginConfig
 from l2rl.core import Component, RunContext
-from l2rl.types import EnvSpec, Step, TaskInfo, UpdateStats
+from l2rl.types import EnvSpec, ParametersChanged, Step, TaskInfo, UpdateStats
 
 from .params import Tensors, trainable_parameters
 
@@ -100,6 +100,26 @@ class PackNetMasks:
                 for name in _layer_weights(module)
                 if name in managed
             }
+
+    def follow(self, module: nn.Module) -> None:
+        """Follow ``module``'s parameters as they are now (they grew or shrank): removed
+        ones are dropped, new prunable weights belong to the task training now (free to
+        train until its pruning) and are frozen at their current values otherwise."""
+        if not self.owner:
+            return  # not bound yet: bind takes the module as it is
+        managed = self.managed(module)
+        layers = [name for name in _layer_weights(module) if name in managed]
+        position = max(self.position, 0)
+        self.owner = {
+            name: self.owner[name]
+            if name in self.owner and self.owner[name].shape == managed[name].shape
+            else torch.full(managed[name].shape, position, dtype=torch.int64)
+            for name in layers
+        }
+        self.frozen = {
+            name: self.frozen[name] if name in self.frozen else p.detach().clone()
+            for name, p in managed.items()
+        }
 
     def fraction_for(self, position: int) -> float:
         """The fraction of its free weights the task at ``position`` prunes."""
@@ -300,6 +320,11 @@ class PackNet(Component):
     def on_eval_task_end(self, ctx: RunContext, task: TaskInfo) -> None:
         """Restore the training weights (no-op if the task had no view)."""
         self.masks.restore_view_(ctx.agent.networks())
+
+    def on_parameters_changed(self, ctx: RunContext, change: ParametersChanged) -> None:
+        """The agent's network grew or shrank: the masks follow its layout."""
+        if change.learner == self.learner:
+            self.masks.follow(ctx.agent.networks())
 
     def on_task_end(self, ctx: RunContext, task: TaskInfo) -> None:
         """Prune now if the window was too short to reach ``prune_at``."""

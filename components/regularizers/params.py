@@ -166,6 +166,31 @@ class QuadraticPenalty:
         """What :meth:`_named` returned, flat again (``None`` for empty)."""
         return flatten(named, self.layout) if named else None
 
+    def follow(self, module: nn.Module) -> None:
+        """Lay the state out for ``module``'s parameters as they are now (they grew or
+        shrank: :class:`~l2rl.types.ParametersChanged`): entries of kept parameters stay,
+        those of removed ones are dropped, and a new parameter gets weight 0 with its
+        current value as anchor, so it is free until a consolidation weighs it."""
+        if not self.layout:
+            return  # nothing held yet: the next consolidation takes the module as it is
+        old = {name for name, _ in self.layout}
+        now = {name: p.detach() for name, p in trainable_parameters(module).items()}
+
+        def remap(item: Any, key: str) -> Any:
+            if isinstance(item, Mapping) and item and set(item) == old:
+                return {
+                    name: item[name]
+                    if name in item
+                    else (value.clone() if key == "anchor" else torch.zeros_like(value))
+                    for name, value in now.items()
+                }
+            if isinstance(item, Mapping):
+                return {k: remap(v, str(k)) for k, v in item.items()}
+            return item
+
+        self.load_state_dict(remap(self.state_dict(), ""))
+        self.layout = layout_of(module)
+
     def state_dict(self) -> dict[str, Any]:
         """Each of :attr:`vectors` by parameter name (empty where not made)."""
         return {name: self._named(getattr(self, name)) for name in self.vectors}

@@ -62,6 +62,7 @@ class StepBatch:
         task_id: the task of every step, ``None`` when unknown.
         env_index: the training env that produced them.
         first: ``[T]`` bool, :attr:`Step.first` of each: the step starts an episode.
+        skills: ``[T]`` int64, :attr:`Step.skill` of each (``None``: the learner's).
     """
 
     obs: np.ndarray
@@ -73,6 +74,7 @@ class StepBatch:
     task_id: int | None = None
     env_index: int = 0
     first: np.ndarray | None = None
+    skills: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.obs)
@@ -99,6 +101,7 @@ class StepBatch:
             task_id=first.task_id,
             env_index=first.env_index,
             first=np.array([s.first for s in steps], np.bool_),
+            skills=np.array([s.skill for s in steps], np.int64),
         )
 
 
@@ -197,7 +200,9 @@ class ChunkReplayBuffer:
                 slot = self._complete(stream, carry=False)
             storage.begin_episode(slot, step.obs)
         self.ends[0].add_one(
-            storage.append(slot, step.action, step.reward, step.next_obs, step.terminated)
+            storage.append(
+                slot, step.action, step.reward, step.next_obs, step.terminated, step.skill
+            )
         )
         stream.open = not (step.terminated or step.truncated)
         if storage.fill[slot] == storage.rows:
@@ -246,6 +251,7 @@ class ChunkReplayBuffer:
                 steps.rewards[piece],
                 steps.next_obs[piece],
                 steps.terminated[piece],
+                None if steps.skills is None else steps.skills[piece],
             )
             self.ends[0].add(ends)
             t = end

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from l2rl.types import SequenceBatch, TransitionBatch
+from l2rl.types import LEARNER_SKILL, SequenceBatch, TransitionBatch
 
 UNKNOWN_TASK = -1
 """Stored task id of frames from a task-agnostic run (``Step.task_id is None``)."""
@@ -90,6 +90,10 @@ class ChunkStorage:
         # The slot's task repeated per row (set once per chunk): one gather per batch
         # instead of a division and a gather.
         self.row_task = np.zeros(n, dtype=np.int64)
+        # The skill that took each row's action (Step.skill, a skill manager's choice),
+        # made when a skill other than the learner first acts: runs without a skill
+        # manager pay neither its memory nor its writes.
+        self.row_skill: np.ndarray | None = None
         # The rows transitions end at, slot by slot in the order written: the j-th transition
         # of slot s ends at row end_rows[s * rows + j] (for j < count[s]; the rest is stale).
         # A uniform j then picks a uniform transition of a slot without rejection sampling.
@@ -109,7 +113,14 @@ class ChunkStorage:
         """Bytes of every preallocated array."""
         names = (*_ROW_ARRAYS, *_SLOT_ARRAYS, "end_rows")
         extra_row = int(self.obs[0].nbytes)  # the one ahead of ``obs``
-        return extra_row + sum(int(getattr(self, name).nbytes) for name in names)
+        skills = 0 if self.row_skill is None else int(self.row_skill.nbytes)
+        return extra_row + skills + sum(int(getattr(self, name).nbytes) for name in names)
+
+    def _skills_column(self) -> np.ndarray:
+        """:attr:`row_skill`, made (every row the learner's) if it is not yet."""
+        if self.row_skill is None:
+            self.row_skill = np.full(len(self.valid), LEARNER_SKILL, dtype=np.int64)
+        return self.row_skill
 
     # --- writing ----------------------------------------------------------------------
     def claim(self, slot: int, task: int, serial: int) -> None:
@@ -144,14 +155,26 @@ class ChunkStorage:
         self.terminated[row] = False
         self.is_first[row] = True
         self.valid[row] = False
+        if self.row_skill is not None:
+            self.row_skill[row] = LEARNER_SKILL
         self.fill[slot] += 1
 
-    def append(self, slot: int, action: Any, reward: float, next_obs: Any, terminated: bool) -> int:
+    def append(
+        self,
+        slot: int,
+        action: Any,
+        reward: float,
+        next_obs: Any,
+        terminated: bool,
+        skill: int = LEARNER_SKILL,
+    ) -> int:
         """Write one env step as the row after the last; returns that row, where the
         transition from it ends."""
         row = slot * self.rows + int(self.fill[slot])
         self.obs[row] = next_obs
         self.actions[row] = action
+        if skill != LEARNER_SKILL or self.row_skill is not None:
+            self._skills_column()[row] = skill
         self.rewards[row] = reward
         self.terminated[row] = terminated
         self.is_first[row] = False
@@ -171,11 +194,13 @@ class ChunkStorage:
         rewards: np.ndarray,
         next_obs: np.ndarray,
         terminated: np.ndarray,
+        skills: np.ndarray | None = None,
     ) -> np.ndarray:
         """Write consecutive steps after the last row at once; returns the rows they end at.
 
         The same rows as :meth:`begin_episode` (with ``obs``) before each step flagged in
-        ``new_episode``, then :meth:`append` for every step, would write.
+        ``new_episode``, then :meth:`append` for every step (``skills``: each step's skill,
+        default the learner's), would write.
         """
         base, n = slot * self.rows + int(self.fill[slot]), len(next_obs)
         # The row each step writes: a slice while no first row comes between (slice
@@ -191,6 +216,8 @@ class ChunkStorage:
             self.terminated[firsts] = False
             self.is_first[firsts] = True
             self.valid[firsts] = False
+            if self.row_skill is not None:
+                self.row_skill[firsts] = LEARNER_SKILL
             rows += len(firsts)
         self.obs[ends] = next_obs
         self.actions[ends] = actions
@@ -198,6 +225,10 @@ class ChunkStorage:
         self.terminated[ends] = terminated
         self.is_first[ends] = False
         self.valid[ends] = True
+        if skills is not None and bool((skills != LEARNER_SKILL).any()):
+            self._skills_column()[ends] = skills
+        elif self.row_skill is not None:
+            self.row_skill[ends] = LEARNER_SKILL if skills is None else skills
         end_rows = np.arange(base, base + n) if isinstance(ends, slice) else ends
         first_end = slot * self.rows + int(self.count[slot])
         self.end_rows[first_end : first_end + n] = end_rows
@@ -218,6 +249,8 @@ class ChunkStorage:
         self.actions[dst] = self.actions[row]
         self.rewards[dst] = self.rewards[row]
         self.terminated[dst] = self.terminated[row]
+        if self.row_skill is not None:
+            self.row_skill[dst] = self.row_skill[row]
         self.is_first[dst] = False
         self.valid[dst] = False
         self.fill[slot] = 1
@@ -240,6 +273,7 @@ class ChunkStorage:
             next_obs=torch.from_numpy(self.obs.take(rows, axis=0)),
             terminated=torch.from_numpy(self.terminated.take(rows)),
             task_ids=torch.from_numpy(self.row_task.take(rows)),
+            skills=None if self.row_skill is None else torch.from_numpy(self.row_skill.take(rows)),
         )
 
     def sequences_at(self, starts: np.ndarray, length: int) -> SequenceBatch:
@@ -263,6 +297,8 @@ class ChunkStorage:
         state: dict[str, Any] = {
             name: torch.from_numpy(getattr(self, name)) for name in _ROW_ARRAYS + _SLOT_ARRAYS
         }
+        if self.row_skill is not None:
+            state["row_skill"] = torch.from_numpy(self.row_skill)
         state["transitions"] = self.transitions
         return state
 
@@ -283,6 +319,9 @@ class ChunkStorage:
                     f"this storage holds {array.dtype}{list(array.shape)}"
                 )
             array[...] = saved
+        self.row_skill = None  # absent: no skill but the learner's had acted
+        if "row_skill" in state:
+            self._skills_column()[...] = state["row_skill"].numpy()
         self.transitions = int(state["transitions"])
         self._index_ends()
 

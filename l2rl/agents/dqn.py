@@ -10,12 +10,19 @@ the task being trained (of the task acted on, when acting) through
 ``torch.func.functional_call``, so the TD loss trains the hypernetwork; the target network
 is a detached copy of those generated weights, refreshed like the target network (and at
 each task's first update, when the hypernetwork has switched to the new task).
+
+With a skill manager (the ``skills`` service, e.g. ``slim`` or ``csp``) the Q-network is
+the policy module whose parameter sets are skills: each row of a stack acts with the
+parameters of its skill (:meth:`DQNAgent.act_skills`), the TD loss trains the parameter
+sets the service draws (:meth:`~l2rl.core.SkillService.train_parameters`), and the target
+network is refreshed at each task's first update (a manager may reset the live parameters
+when a task starts, as CSP does).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -28,7 +35,7 @@ from torch import nn
 from l2rl.agents.off_policy import replay_batches
 from l2rl.agents.requirements import check_multi_head, required_replay
 from l2rl.config import ConfigError, PluginConfig
-from l2rl.core import Agent, AgentServices, BatchSource, WeightService
+from l2rl.core import Agent, AgentServices, BatchSource, SkillService, WeightService
 from l2rl.types import EnvSpec, Losses, Step, TaskInfo, TransitionBatch
 
 from .networks import QNetwork, frame_scale
@@ -150,12 +157,20 @@ class DQNAgent(Agent):
                 self.q.requires_grad_(False)  # its values are never used
                 services.weights.bind(self.q, loss_scale=1.0)  # the TD loss is a mean
                 self.generator = services.weights
+            self.skills: SkillService | None = services.skills
+            if self.skills is not None:
+                if self.generator is not None:
+                    raise ConfigError(
+                        "DQN runs either generated weights (model=hypernetwork) or skills of "
+                        "a skill manager, not both"
+                    )
+                self.skills.bind(self.q)
         self.target_q = copy.deepcopy(self.q).requires_grad_(False)
         self.target_weights: dict[str, torch.Tensor] = {}
         """The target network's generated weights (``model: hypernetwork`` only)."""
         self.task: int | None = None
         """The task being trained (task-aware runs), whose generated weights train."""
-        self._refresh_target = self.generator is not None
+        self._refresh_target = self.generator is not None or self.skills is not None
         self.trained: nn.Module = nn.Module() if self.generator is not None else self.q
         self.optimizer = torch.optim.Adam(
             [{"params": list(self.trained.parameters())}], lr=config.lr
@@ -192,13 +207,47 @@ class DQNAgent(Agent):
             return [self.act(o, task_id, True) for o in obs]
         return self._greedy(obs, task_id)
 
+    def act_skills(
+        self, obs: np.ndarray, task_id: int | None, explore: bool, skills: np.ndarray
+    ) -> list[int]:
+        """Row ``i`` greedy on the Q-network run with skill ``skills[i]``'s parameters
+        (one forward pass per distinct skill); when ``explore``, each row then explores
+        with probability epsilon, drawn in row order as :meth:`act_batch` does.
+
+        Raises:
+            ValueError: no skill manager bound the Q-network.
+        """
+        if self.skills is None:
+            raise ValueError("DQN acts with skills only with a skill manager (skills service)")
+        heads = self._heads(len(obs), task_id)
+        obs_t = torch.as_tensor(obs)
+        live = dict(self.q.named_parameters())
+        actions = np.zeros(len(obs), dtype=np.int64)
+        with torch.inference_mode():
+            for skill in np.unique(skills):
+                rows = np.flatnonzero(skills == skill)
+                params = dict(self.skills.parameters(int(skill), live))
+                inputs = (obs_t[rows], None if heads is None else heads[rows])
+                q = torch.func.functional_call(self.q, params, inputs)
+                actions[rows] = q.argmax(dim=1).numpy()
+        chosen: list[int] = actions.tolist()
+        if explore:
+            for i in range(len(chosen)):
+                if self.rng.random() < self.epsilon:
+                    chosen[i] = int(self.rng.integers(self.num_actions))
+        return chosen
+
+    def _heads(self, rows: int, task_id: int | None) -> torch.Tensor | None:
+        """The head of each of ``rows`` acting rows (``None``: one head)."""
+        if not self.config.multi_head:
+            return None
+        if task_id is None:
+            raise ValueError("multi-head DQN needs the task id to act")
+        return torch.full((rows,), task_id)
+
     def _greedy(self, obs: np.ndarray, task_id: int | None) -> list[int]:
         """The greedy actions of a stack of observations, one forward pass."""
-        heads = None
-        if self.config.multi_head:
-            if task_id is None:
-                raise ValueError("multi-head DQN needs the task id to act")
-            heads = torch.full((len(obs),), task_id)
+        heads = self._heads(len(obs), task_id)
         with torch.inference_mode():
             q = self._online(torch.as_tensor(obs), heads, task_id)
         actions: list[int] = q.argmax(dim=1).tolist()
@@ -251,7 +300,7 @@ class DQNAgent(Agent):
         hypernetwork switches to the new task after the agent hears of it)."""
         self.schedule_steps = 0
         self.task = task.index
-        self._refresh_target = self.generator is not None
+        self._refresh_target = self.generator is not None or self.skills is not None
 
     def batches(self, global_step: int) -> Iterator[TransitionBatch]:
         """``gradient_steps`` replay minibatches every ``train_every`` steps once warm."""
@@ -274,17 +323,55 @@ class DQNAgent(Agent):
         """
         if self._refresh_target:
             self._copy_target()
+            self._refresh_target = False
+        if self.skills is not None:
+            live = [dict(self.q.named_parameters()), dict(self.target_q.named_parameters())]
+            online, target = self.skills.train_parameters(live)
+            return self.skill_losses(batch, online, target)
         heads = batch.task_ids if self.config.multi_head else None
         # generated once for both passes; the second runs without gradient
         weights = None if self.generator is None else self.generator.weights(self.task)
-        q = self._online(batch.obs, heads, self.task, weights)
-        q = q.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+        return {
+            "loss_td": self._td_loss(
+                batch,
+                lambda obs: self._online(obs, heads, self.task, weights),
+                lambda obs: self._target(obs, heads),
+            )
+        }
+
+    def skill_losses(
+        self,
+        batch: TransitionBatch,
+        online: Mapping[str, torch.Tensor],
+        target: Mapping[str, torch.Tensor],
+    ) -> Losses:
+        """The double-DQN Huber loss of the Q-network run with ``online`` parameters
+        against ``target`` ones (a skill learner trains its own parameter set with it)."""
+        heads = batch.task_ids if self.config.multi_head else None
+
+        def run(params: Mapping[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+            def q(obs: torch.Tensor) -> torch.Tensor:
+                out: torch.Tensor = torch.func.functional_call(self.q, dict(params), (obs, heads))
+                return out
+
+            return q
+
+        return {"loss_td": self._td_loss(batch, run(online), run(target))}
+
+    def _td_loss(
+        self,
+        batch: TransitionBatch,
+        online: Callable[[torch.Tensor], torch.Tensor],
+        target: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """Huber TD error of ``online`` Q-values against the double-DQN target: ``online``
+        picks the next action, ``target`` values it (no gradient through the target)."""
+        q = online(batch.obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
         with torch.no_grad():
-            next_q_online = self._online(batch.next_obs, heads, self.task, weights)
-            next_actions = next_q_online.argmax(1, keepdim=True)
-            next_q = self._target(batch.next_obs, heads).gather(1, next_actions).squeeze(1)
-            target = batch.rewards + self.config.gamma * next_q * ~batch.terminated
-        return {"loss_td": F.smooth_l1_loss(q, target)}
+            next_actions = online(batch.next_obs).argmax(1, keepdim=True)
+            next_q = target(batch.next_obs).gather(1, next_actions).squeeze(1)
+            bootstrap = batch.rewards + self.config.gamma * next_q * ~batch.terminated
+        return F.smooth_l1_loss(q, bootstrap)
 
     def after_optimizer_step(self) -> None:
         """Update the target net: Polyak every step if ``tau`` is set, else periodic copy."""

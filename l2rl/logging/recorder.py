@@ -8,7 +8,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from l2rl.logging.files import JsonlWriter, record_to_row
-from l2rl.types import EpisodeRecord, EvalRecord, SleepRecord, TaskChange, WindowSummary
+from l2rl.types import (
+    EpisodeRecord,
+    EvalRecord,
+    SkillEvent,
+    SleepRecord,
+    TaskChange,
+    WindowSummary,
+)
 
 EVAL_SCALARS_FILE = "eval_scalars.jsonl"
 """Evaluation-time diagnostics of a run directory: every scalar tagged ``eval/...``."""
@@ -23,6 +30,9 @@ SLEEP_EVALS_FILE = "sleep_evals.jsonl"
 """The evaluation round after each window's sleep phase (task-aware runs with a
 consolidator): :class:`~l2rl.types.EvalRecord` rows, kept apart from ``evals.jsonl`` so that
 the Continual World metrics see the same rounds with or without a sleep."""
+
+SKILL_EVENTS_FILE = "skill_events.jsonl"
+"""One row per lifecycle event of a skill manager (:class:`~l2rl.types.SkillEvent`)."""
 
 TASK_CHANGES_FILE = "task_changes.jsonl"
 """One row per inferred task change a detector asked for (task-agnostic runs)."""
@@ -61,6 +71,9 @@ class Recorder:
 
     def sleep_evals(self, records: Sequence[EvalRecord]) -> None:
         """Record the evaluation round after a window's sleep phase."""
+
+    def skill_event(self, event: SkillEvent) -> None:
+        """Record a skill manager's lifecycle event."""
 
     def close(self) -> None:
         """Flush and release files."""
@@ -110,6 +123,7 @@ class DiskRecorder(Recorder):
         self._task_changes: JsonlWriter | None = None
         self._sleeps: JsonlWriter | None = None
         self._sleep_evals: JsonlWriter | None = None
+        self._skill_events: JsonlWriter | None = None
         self._eval_scalars: JsonlWriter | None = None
         purge = None if resumed_from is None else resumed_from + 1
         self._tb = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge)
@@ -161,12 +175,22 @@ class DiskRecorder(Recorder):
         for record in records:
             self._sleep_evals.write(record_to_row(record))
 
+    def skill_event(self, event: SkillEvent) -> None:
+        """Append the event to ``skill_events.jsonl`` (created with its first row, flushed
+        per row) and its ``delta`` to TensorBoard."""
+        if self._skill_events is None:
+            self._skill_events = JsonlWriter(self._run_dir / SKILL_EVENTS_FILE)
+        self._skill_events.write(asdict(event))
+        if math.isfinite(event.delta):
+            self._tb.add_scalar(f"skills/{event.event}/delta", event.delta, event.global_step)
+        self._tb.add_scalar("skills/bank_size", event.bank_size, event.global_step)
+
     def close(self) -> None:
         """Close the JSONL files and the TensorBoard writer."""
         self._evals.close()
         self._windows.close()
         self._episodes.close()
-        for writer in (self._task_changes, self._sleeps, self._sleep_evals):
+        for writer in (self._task_changes, self._sleeps, self._sleep_evals, self._skill_events):
             if writer is not None:
                 writer.close()
         if self._eval_scalars is not None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from l2rl.builder import services_from
 from l2rl.config import ConfigError, EvalConfig, PluginConfig, validate_options
@@ -37,6 +38,7 @@ from l2rl.core import (
     Component,
     Learner,
     RunContext,
+    SkillService,
     WeightService,
 )
 from l2rl.hooks import Hook, HookRegistrationError, overridden_hooks
@@ -288,7 +290,16 @@ def _check_run(
         services = services_from([*others, component])
         for wired in (*others, component):
             wired.wire(services)
+        bound = _capture_binding(component)
         agent = agent_factory(env_spec, services, seed)
+        if isinstance(component, SkillService) and not checks.record(
+            f"skills bound[{mode}]",
+            None
+            if bound
+            else "the agent never bound the skills service (bind(policy)): pass an "
+            "agent_factory whose agent acts with skills, e.g. a DQN",
+        ):
+            return
         evaluation = EvalConfig(every=max(1, steps_per_task // 2), episodes=1)
         runner = Runner(scenario, agent, [*others, component, probe], evaluation, seed)
         changed_by_evaluation = _watch_evaluations(runner)
@@ -316,13 +327,71 @@ def _check_run(
         "weights in for evaluation must put the trained ones back): "
         + "; ".join(changed_by_evaluation[:5]),
     )
+    if isinstance(component, SkillService):
+        checks.record(f"skill parameters[{mode}]", _skills_problem(component, bound[0], env_spec))
     _check_state_round_trip(
-        cls, config, env_spec, component, checks, mode, runner.ctx, probe.batch, services
+        cls,
+        config,
+        env_spec,
+        component,
+        checks,
+        mode,
+        runner.ctx,
+        probe.batch,
+        services,
+        bound[0] if bound else None,
     )
     if component.role == "replay":
         checks.record(f"replay sample[{mode}]", _replay_problem(component, env_spec))
     if isinstance(component, WeightService):
         checks.record(f"generated weights[{mode}]", _generated_weights_problem(component))
+
+
+def _capture_binding(component: Component) -> list[nn.Module]:
+    """The module a skill manager's ``bind`` receives, once the agent binds it (the
+    instance's ``bind`` is wrapped; nothing changes for other components)."""
+    bound: list[nn.Module] = []
+    if isinstance(component, SkillService):
+        original = component.bind
+
+        def bind(policy: nn.Module) -> None:
+            bound.append(policy)
+            original(policy)
+
+        component.bind = bind  # type: ignore[method-assign]
+    return bound
+
+
+def _skills_problem(component: SkillService, policy: nn.Module, env_spec: EnvSpec) -> str | None:
+    """Whether the skills selected (in training and evaluation, for every task) and the
+    training parameter sets have the bound module's names and shapes, and the training
+    sets carry gradient to the module's parameters."""
+    live = dict(policy.named_parameters())
+    shapes = {n: tuple(p.shape) for n, p in live.items()}
+    obs = np.asarray(env_spec.observation_space.sample())
+    for task in range(env_spec.num_tasks):
+        for evaluation in (False, True):
+            try:
+                skill = component.select(obs, task, evaluation)
+                params = component.parameters(int(skill), live)
+            except Exception as exc:
+                return f"select/parameters for task {task} raised {_describe(exc)}"
+            if not isinstance(skill, int | np.integer):
+                return f"select returned {type(skill).__name__}, not an int"
+            got = {n: tuple(t.shape) for n, t in params.items()}
+            if got != shapes:
+                return f"parameters({skill}) has {got}, the bound module {shapes}"
+    try:
+        sets = component.train_parameters([live, live])
+    except Exception as exc:
+        return f"train_parameters raised {_describe(exc)}"
+    if len(sets) != 2 or any({n: tuple(t.shape) for n, t in p.items()} != shapes for p in sets):
+        return "train_parameters must return one set per given set, each like the module's"
+    total = torch.stack([t.float().pow(2).sum() for t in sets[0].values()]).sum()
+    grads = torch.autograd.grad(total, list(live.values()), allow_unused=True)
+    if not any(g is not None and bool(g.abs().sum() > 0) for g in grads):
+        return "train_parameters carries no gradient to the bound module's parameters"
+    return None
 
 
 def _generated_weights_problem(component: Component) -> str | None:
@@ -371,8 +440,16 @@ def _watch_evaluations(runner: Runner) -> list[str]:
     def watched(block: int, trained_task: int, block_end: bool, after_sleep: bool = False) -> None:
         before = weights()
         evaluate(block, trained_task, block_end, after_sleep)
+        # Learners a skill manager added or removed meanwhile (its on_eval may expand the
+        # bank, reported as a parameters change) are not weights the evaluation changed.
+        after = weights()
+        kept = sorted(set(before) & set(after))
         if not found:
-            found.extend(state_differences(before, weights(), "weights"))
+            found.extend(
+                state_differences(
+                    {k: before[k] for k in kept}, {k: after[k] for k in kept}, "weights"
+                )
+            )
 
     runner._evaluate = watched  # type: ignore[method-assign]
     return found
@@ -405,6 +482,7 @@ def _check_state_round_trip(
     ctx: RunContext,
     batch: Any,
     services: AgentServices,
+    policy: nn.Module | None = None,
 ) -> None:
     """Save, load safely into a fresh instance, compare states, then behaviour.
 
@@ -444,6 +522,8 @@ def _check_state_round_trip(
     try:
         fresh = cls(config, env_spec)
         fresh.wire(services)
+        if isinstance(fresh, SkillService) and policy is not None:
+            fresh.bind(policy)  # the agent's constructor does, before a resume loads
         fresh.on_run_start(ctx)  # as the runner does before it restores a checkpoint
         fresh.load_state_dict(loaded)
         restored = fresh.state_dict()
@@ -494,6 +574,15 @@ def _behaviour_differences(
             with torch.no_grad():
                 mine, theirs = original.weights(task), restored.weights(task)
             found += state_differences(dict(mine), dict(theirs), f"weights({task})")
+    if isinstance(original, SkillService):
+        assert isinstance(restored, SkillService)
+        for skill in range(-1, 16):
+            try:
+                mine = dict(original.parameters(skill, {}))
+            except KeyError:
+                continue
+            theirs = dict(restored.parameters(skill, {}))
+            found += state_differences(mine, theirs, f"parameters({skill})")
     if original.role == "replay" and isinstance(original, BatchSource) and len(original) > 0:
         assert isinstance(restored, BatchSource)
         try:

@@ -28,6 +28,7 @@ from l2rl.types import (
     EnvSpec,
     EvalRecord,
     Losses,
+    ParametersChanged,
     ReturnRange,
     Step,
     TaskInfo,
@@ -458,6 +459,10 @@ class RecordingComponent(Component):
     def on_consolidate(self, ctx: RunContext, task: TaskInfo) -> None:
         """Record the call and the task."""
         self._record("on_consolidate", task)
+
+    def on_parameters_changed(self, ctx: RunContext, change: ParametersChanged) -> None:
+        """Record the call and the change."""
+        self._record("on_parameters_changed", change)
 
     def on_run_end(self, ctx: RunContext) -> None:
         """Record the call."""

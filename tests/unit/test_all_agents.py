@@ -182,6 +182,12 @@ CANNOT_COMPOSE = {
     ("ppo", "hypercrl"),
     ("sac", "hypercrl"),
     ("dreamer", "hypercrl"),
+    # Skill managers' skills are parameter sets of a policy module only DQN binds.
+    *(
+        (agent, manager)
+        for agent in ("ppo", "sac", "dreamer", "mpc")
+        for manager in ("slim", "csp")
+    ),
 }
 """Pairs every setup of which must be refused before training (a ConfigError)."""
 
