@@ -1,4 +1,5 @@
-"""Every registered replay passes the conformance checks and feeds DQN, SAC and Dreamer.
+"""Every registered replay passes the conformance checks and feeds DQN, SAC and Dreamer;
+the skill managers pass them with DQN.
 
 Parametrised over the ``l2rl.components`` entry points whose class has role ``replay``,
 so a replay registered later is checked without touching this file. Each runs the kit's
@@ -138,3 +139,34 @@ def test_dreamer_and_its_world_model_train_from_every_replay(name: str) -> None:
     runner = Runner(scenario, agent, [replay, model], EvalConfig(every=32, episodes=1), seed=0)
     runner.run()
     assert runner.ctx.learner_updates == {"agent": 15, "world_model": 15}
+
+
+@pytest.mark.parametrize("name", ["slim", "csp"])
+def test_skill_managers_pass_conformance(name: str) -> None:
+    cls = registry.load("l2rl.components", name)
+    options: dict[str, Any] = {"validation_episodes": 1}
+    if name == "slim":  # fail at every evaluation: the run expands, freezes and audits
+        options |= {"tau": 2.0, "patience": 1, "n_min": 0, "skill_batch_size": 8}
+    fifo = registry.load("l2rl.components", "fifo")
+
+    def replay(env_spec: EnvSpec) -> Any:
+        component = fifo(fifo.Config(capacity=64), env_spec)
+        component.name = "fifo"
+        return component
+
+    report = check_component(
+        cls,
+        options,
+        agent_factory=dqn,
+        name=name,
+        settings=("task-aware",),
+        companions=[replay],
+    )
+    assert "skill parameters[task-aware]" in report.passed
+    assert "state_dict[task-aware]" in report.passed
+
+
+def test_the_kit_refuses_a_skill_manager_the_agent_never_binds() -> None:
+    cls = registry.load("l2rl.components", "csp")
+    with pytest.raises(Exception, match="never bound the skills service"):
+        check_component(cls, {}, name="csp", settings=("task-aware",))

@@ -13,6 +13,8 @@ MODULES = (
     "l2rl.dreamer_math",
     "l2rl.components.detectors.changepoint",
     "l2rl.components.hypernetworks.network",
+    "l2rl.components.skills.bank",
+    "l2rl.components.skills.csp",
     "l2rl.components.world_models.conv",
     "l2rl.components.world_models.plan2explore",
     "l2rl.config",
