@@ -35,12 +35,13 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import Field, PositiveInt
-from torch import nn
 
-from l2rl.config import ConfigError, PluginConfig
-from l2rl.core import Component, RunContext
+from l2rl.config import PluginConfig
+from l2rl.core import RunContext
 from l2rl.seeding import derive_seed
 from l2rl.types import LEARNER_SKILL, EnvSpec, SkillEvent, TaskInfo
+
+from .manager import SkillManager
 
 _CSP_STREAM = 13  # this component's random stream (derive_seed)
 
@@ -74,7 +75,7 @@ def keeps_anchor(new_return: float, old_return: float, threshold: float) -> bool
     return new_return >= (1.0 + threshold) * old_return
 
 
-class CSP(Component):
+class CSP(SkillManager):
     """Component ``csp`` (role ``skill_manager``): see the module docstring.
 
     It is the ``skills`` service the agent binds; skill ``t`` is task ``t``'s stored
@@ -83,8 +84,6 @@ class CSP(Component):
     Raises:
         ConfigError: (at run start) a task-agnostic scenario.
     """
-
-    role = "skill_manager"
 
     class Config(PluginConfig):
         """Options of CSP."""
@@ -108,20 +107,9 @@ class CSP(Component):
         self.alphas: dict[int, torch.Tensor] = {}
         """Per task, its best combination (over the first ``len(alpha)`` anchors, plus the
         anchor being trained while a search tries one more)."""
-        self.policy: nn.Module | None = None
         self.rng = np.random.default_rng(0)  # reseeded from the run's seed at run start
-        self.events: list[SkillEvent] = []
 
     # --- the skills service ----------------------------------------------------------
-    @property
-    def bound(self) -> bool:
-        """Whether the agent bound its policy module."""
-        return self.policy is not None
-
-    def bind(self, policy: nn.Module) -> None:
-        """The anchors are parameter sets of ``policy``; it holds the one being trained."""
-        self.policy = policy
-
     def select(self, obs: np.ndarray, task: int | None, evaluation: bool) -> int:
         """Evaluation: the task's stored combination once it has one; else (and in
         training) the anchor being trained."""
@@ -158,8 +146,7 @@ class CSP(Component):
         Raises:
             ConfigError: a task-agnostic scenario.
         """
-        if not ctx.env_spec.task_aware:
-            raise ConfigError("csp needs a task-aware scenario (it stores a combination per task)")
+        self._require_task_aware(ctx)
         self.rng = np.random.default_rng(derive_seed(ctx.seed, _CSP_STREAM))
 
     def on_task_start(self, ctx: RunContext, task: TaskInfo) -> None:
@@ -234,13 +221,7 @@ class CSP(Component):
             exposures=0,
             bank_size=len(self.anchors),
         )
-        self.events.append(event)
-        ctx.record_skill_event(event)
-
-    def _policy(self) -> nn.Module:
-        if self.policy is None:
-            raise RuntimeError("csp: no agent bound its policy module (the skills service)")
-        return self.policy
+        self._emit(ctx, event)
 
     # --- state -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from torch import nn
 
 from l2rl.agents.off_policy import replay_batches
 from l2rl.config import ConfigError, PluginConfig
-from l2rl.core import Agent, AgentServices, BatchSource, Component, Learner, RunContext
+from l2rl.core import Agent, AgentServices, BatchSource, Learner, RunContext
 from l2rl.seeding import derive_seed
 from l2rl.types import (
     LEARNER_SKILL,
@@ -63,6 +63,7 @@ from l2rl.types import (
 )
 
 from .bank import FailureCounter, SkillBank
+from .manager import SkillManager
 
 _SLIM_STREAM = 12  # this component's random stream (derive_seed)
 
@@ -164,7 +165,7 @@ class SkillLearner(Learner):
         self.updates = int(state["updates"])
 
 
-class SLIM(Component):
+class SLIM(SkillManager):
     """Component ``slim`` (role ``skill_manager``): see the module docstring.
 
     It is the ``skills`` service (:class:`~l2rl.core.SkillService`) the agent binds.
@@ -173,8 +174,6 @@ class SLIM(Component):
         ConfigError: (at run start) a task-agnostic scenario, or no replay to train an
             expanded skill on while ``expand`` is on.
     """
-
-    role = "skill_manager"
 
     class Config(PluginConfig):
         """Options of SLIM."""
@@ -231,22 +230,11 @@ class SLIM(Component):
         self.seen: list[int] = []
         """Tasks trained so far, in order of first training."""
         self.expanded_in_window = False
-        self.events: list[SkillEvent] = []
-        self.policy: nn.Module | None = None
         self.replay: BatchSource | None = None
         self.agent: Agent | None = None
         self.rng = np.random.default_rng(0)  # reseeded from the run's seed at run start
 
     # --- the skills service ----------------------------------------------------------
-    @property
-    def bound(self) -> bool:
-        """Whether the agent bound its policy module."""
-        return self.policy is not None
-
-    def bind(self, policy: nn.Module) -> None:
-        """Skills are parameter sets of ``policy`` from now on."""
-        self.policy = policy
-
     def select(self, obs: np.ndarray, task: int | None, evaluation: bool) -> int:
         """Evaluation: the task's best validated skill; training: see the module docstring.
         Training choices count as exposures of the skill chosen."""
@@ -299,8 +287,7 @@ class SLIM(Component):
         Raises:
             ConfigError: a task-agnostic scenario, or expansion without a replay.
         """
-        if not ctx.env_spec.task_aware:
-            raise ConfigError("slim needs a task-aware scenario (it chooses skills per task)")
+        self._require_task_aware(ctx)
         if self.config.expand and self.replay is None:
             raise ConfigError("slim with expand: true needs a replay to train new skills on")
         self.agent = ctx.agent
@@ -399,13 +386,7 @@ class SLIM(Component):
             exposures=0 if record is None else record.exposures,
             bank_size=len(self.bank.skills) - (kind == "retire"),
         )
-        self.events.append(event)
-        ctx.record_skill_event(event)
-
-    def _policy(self) -> nn.Module:
-        if self.policy is None:
-            raise RuntimeError("slim: no agent bound its policy module (the skills service)")
-        return self.policy
+        self._emit(ctx, event)
 
     def _learner_name(self, skill: int) -> str:
         return f"{self.name or 'slim'}/skill-{skill}"
