@@ -1,8 +1,11 @@
 """A short MiniGrid sequence with flat symbolic observations, scored by success rate.
 
 Every task sees MiniGrid's partial 7x7 symbolic view (object, colour, state per cell)
-flattened to 147 ``uint8`` values, the same ``Box(0, 255, (147,), uint8)`` for every env, and
-acts in MiniGrid's ``Discrete(7)``. MiniGrid pays reward only on reaching the goal, so an
+flattened to 147 ``uint8`` values, the same ``Box(0, 10, (147,), uint8)`` for every env (10
+is the largest index of MiniGrid's encoding, so networks that scale ``uint8`` inputs by
+``1 / high`` see them in ``[0, 1]``), and acts in MiniGrid's ``Discrete(7)`` or, with the
+``actions`` option, in its first ``n`` actions (3: turn left, turn right, forward, all a
+navigation task needs). MiniGrid pays reward only on reaching the goal, so an
 episode succeeds when its return is positive (the runner's rule for :class:`SuccessRate`).
 """
 
@@ -14,6 +17,7 @@ from typing import Any
 import gymnasium as gym
 import minigrid  # noqa: F401 - importing registers the MiniGrid env ids with gymnasium
 import numpy as np
+from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
 from minigrid.minigrid_env import MiniGridEnv
 from minigrid.wrappers import ImgObsWrapper
 from pydantic import Field, field_validator
@@ -31,14 +35,20 @@ DEFAULT_ENV_IDS = (
 )
 """Pick up a key and open a door; cross a lava gap; cross a wall through its gap."""
 
+SYMBOL_HIGH = max(*OBJECT_TO_IDX.values(), *COLOR_TO_IDX.values(), *STATE_TO_IDX.values())
+"""The largest value of MiniGrid's symbolic encoding (object, colour and state indices)."""
 
-def make_minigrid_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env[Any, Any]:
+
+def make_minigrid_env(
+    env_id: str, max_episode_steps: int | None = None, actions: int | None = None
+) -> gym.Env[Any, Any]:
     """A fresh MiniGrid env with flat symbolic ``uint8`` observations.
 
     Args:
         env_id: a registered MiniGrid env id.
         max_episode_steps: replaces MiniGrid's own step limit (``max_steps``, which also
             scales its reward ``1 - 0.9 * steps / max_steps``); ``None`` keeps the env's.
+        actions: act in MiniGrid's first ``actions`` actions only; ``None``: all of them.
 
     Raises:
         ConfigError: ``env_id`` is not a MiniGrid env.
@@ -53,7 +63,8 @@ def make_minigrid_env(env_id: str, max_episode_steps: int | None = None) -> gym.
         # episodes and would leave the reward scaled to the old limit.
         grid.max_steps = max_episode_steps
     image_only = ImgObsWrapper(env)  # type: ignore[no-untyped-call]  # minigrid is untyped
-    return FlatImage(image_only)
+    flat = FlatImage(image_only)
+    return flat if actions is None else FirstActions(flat, actions)
 
 
 class FlatImage(gym.ObservationWrapper[np.ndarray, Any, np.ndarray]):
@@ -67,13 +78,37 @@ class FlatImage(gym.ObservationWrapper[np.ndarray, Any, np.ndarray]):
         if not isinstance(image, gym.spaces.Box):
             raise TypeError(f"FlatImage needs a Box image space, got {image}")
         self._dtype = image.dtype
+        # MiniGrid declares 0..255 but encodes indices up to SYMBOL_HIGH: declaring the
+        # true range keeps a 1/high input scaling from squashing them to [0, 0.04].
         self.observation_space = gym.spaces.Box(
-            image.low.reshape(-1), image.high.reshape(-1), dtype=image.dtype.type
+            0, SYMBOL_HIGH, (int(np.prod(image.shape)),), dtype=image.dtype.type
         )
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         """The image, flattened (as ``gymnasium.spaces.flatten`` does a Box)."""
         return np.asarray(observation, dtype=self._dtype).reshape(-1)
+
+
+class FirstActions(gym.ActionWrapper[np.ndarray, Any, Any]):
+    """Narrow a ``Discrete`` action space to its first ``n`` actions (same indices).
+
+    Raises:
+        ValueError: ``n`` is not in ``1..env.action_space.n``, or (at a step) an action
+            outside the narrowed space.
+    """
+
+    def __init__(self, env: gym.Env[np.ndarray, Any], n: int) -> None:
+        super().__init__(env)
+        full = env.action_space
+        if not isinstance(full, gym.spaces.Discrete) or not 1 <= n <= int(full.n):
+            raise ValueError(f"cannot keep the first {n} actions of {full}")
+        self.action_space = gym.spaces.Discrete(n)
+
+    def action(self, action: int) -> int:
+        """``action`` itself, checked against the narrowed space."""
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is outside {self.action_space}")
+        return action
 
 
 class MiniGridSequenceConfig(PluginConfig):
@@ -89,6 +124,12 @@ class MiniGridSequenceConfig(PluginConfig):
         gt=0,
         description="Episode step limit for every task (None: each env's own).",
     )
+    actions: int | None = Field(
+        default=None,
+        ge=1,
+        le=7,
+        description="Act in MiniGrid's first N actions (3: left, right, forward); None: all 7.",
+    )
 
     @field_validator("env_ids")
     @classmethod
@@ -100,7 +141,10 @@ class MiniGridSequenceConfig(PluginConfig):
 
 def _build(config: MiniGridSequenceConfig) -> tuple[TaskSpec, ...]:
     return tasks_from_envs(
-        [partial(make_minigrid_env, env_id, config.max_episode_steps) for env_id in config.env_ids],
+        [
+            partial(make_minigrid_env, env_id, config.max_episode_steps, config.actions)
+            for env_id in config.env_ids
+        ],
         names=config.env_ids,
         normalizer=SuccessRate(),
     )

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from l2rl import registry
+from l2rl.agents.networks import frame_scale
 from l2rl.config import ConfigError
 from l2rl.scenario import Scenario, TaskFamily
 from l2rl.scenarios.cartpole_variants import (
@@ -24,7 +25,13 @@ from l2rl.scenarios.from_envs import (
     scenario_from_envs,
     tasks_from_envs,
 )
-from l2rl.scenarios.minigrid_sequence import DEFAULT_ENV_IDS, make_minigrid_env, minigrid_sequence
+from l2rl.scenarios.minigrid_sequence import (
+    DEFAULT_ENV_IDS,
+    SYMBOL_HIGH,
+    FirstActions,
+    make_minigrid_env,
+    minigrid_sequence,
+)
 from l2rl.types import ReturnRange, SuccessRate, TaskSpec
 
 NO_SUCCESS = np.zeros(0, dtype=bool)
@@ -192,8 +199,10 @@ def test_minigrid_tasks_share_flat_uint8_spaces_and_score_success() -> None:
     tasks = minigrid_sequence.tasks({})
     assert [t.name for t in tasks] == list(DEFAULT_ENV_IDS)
     spec = Scenario.sequence("mg", tasks, steps_per_task=10).env_spec()
-    assert spec.observation_space == gym.spaces.Box(0, 255, (147,), np.uint8)
+    assert spec.observation_space == gym.spaces.Box(0, 10, (147,), np.uint8)
     assert spec.action_space == gym.spaces.Discrete(7)
+    assert isinstance(spec.observation_space, gym.spaces.Box)
+    assert frame_scale(spec.observation_space) == 0.1  # indices reach the net in [0, 1]
     assert all(t.normalizer == SuccessRate() for t in tasks)
     flags = np.array([True, False, True, True])
     assert tasks[0].normalizer(np.array([0.9, 0.0, 0.5, 0.7]), flags) == 0.75
@@ -210,6 +219,35 @@ def test_minigrid_observation_is_the_flattened_symbolic_view() -> None:
     obs, *_ = flat.step(2)  # forward
     raw_obs, *_ = raw.step(2)
     np.testing.assert_array_equal(obs, raw_obs["image"].reshape(-1))
+
+
+def test_minigrid_symbolic_values_stay_within_the_declared_high() -> None:
+    env = make_minigrid_env("MiniGrid-DoorKey-5x5-v0")  # key, door, wall, goal: many indices
+    obs, _ = env.reset(seed=3)
+    seen = [obs]
+    for action in [0, 2, 1, 2, 3, 5, 2, 2] * 4:
+        obs, *_ = env.step(action)
+        seen.append(obs)
+    assert max(int(o.max()) for o in seen) <= SYMBOL_HIGH == 10
+    assert all(env.observation_space.contains(o) for o in seen)
+
+
+def test_minigrid_actions_option_keeps_the_first_actions() -> None:
+    (task,) = minigrid_sequence.tasks({"env_ids": ["MiniGrid-LavaGapS5-v0"], "actions": 3})
+    env, raw = task.make_env(), gym.make("MiniGrid-LavaGapS5-v0")
+    assert env.action_space == gym.spaces.Discrete(3)
+    obs, _ = env.reset(seed=5)
+    raw_obs, _ = raw.reset(seed=5)
+    for action in [2, 1, 2, 0]:  # the same indices act the same
+        obs, *_ = env.step(action)
+        raw_obs, *_ = raw.step(action)
+        np.testing.assert_array_equal(obs, raw_obs["image"].reshape(-1))
+    with pytest.raises(ValueError, match=r"action 3 is outside Discrete\(3\)"):
+        env.step(3)
+    with pytest.raises(ConfigError, match="actions"):
+        minigrid_sequence.tasks({"actions": 8})
+    with pytest.raises(ValueError, match="cannot keep the first 9 actions"):
+        FirstActions(make_minigrid_env("MiniGrid-LavaGapS5-v0"), 9)
 
 
 def test_minigrid_episode_limit_replaces_the_envs_own() -> None:

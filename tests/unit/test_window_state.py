@@ -86,7 +86,11 @@ def test_minigrids_flat_image_is_what_gymnasiums_flatten_gave() -> None:
 
     mine = FlatImage(ImgObsWrapper(gym.make("MiniGrid-Empty-5x5-v0")))
     theirs = FlattenObservation(ImgObsWrapper(gym.make("MiniGrid-Empty-5x5-v0")))
-    assert mine.observation_space == theirs.observation_space
+    # Same shape and dtype; only the declared range differs (MiniGrid's indices stop at 10).
+    space, flat = mine.observation_space, theirs.observation_space
+    assert isinstance(space, gym.spaces.Box) and isinstance(flat, gym.spaces.Box)
+    assert (space.shape, space.dtype) == (flat.shape, flat.dtype)
+    assert float(space.high.max()) == 10 and float(flat.high.max()) == 255
     for env in (mine, theirs):
         env.action_space.seed(0)
     first_mine, first_theirs = mine.reset(seed=2)[0], theirs.reset(seed=2)[0]
