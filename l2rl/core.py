@@ -27,6 +27,7 @@ The runner (:mod:`l2rl.runner`) is the only training loop. Written out, it is::
                     each stepped learner's after_optimizer_step()     # target networks
             if eval due: for each task j:
                 hooks.fire(on_eval_task_start, ctx, task_j)     # task-aware only
+                hooks.fire(on_eval_hidden_task_start, ctx)      # task-agnostic only
                 evaluate task j; hooks.fire(on_eval_task_end, ctx, task_j)   # reversed
                 -> hooks.fire(on_eval, ctx, records)   # task-agnostic: task index hidden
         evaluate every task (block end)               # rows R[k, j]
@@ -358,7 +359,7 @@ class RunContext:
         self.pending_task_change: tuple[str, int | None] | None = None
         self.infers_tasks = False
         self.sleeping = False
-        self._validator: Callable[[int, int, int], EpisodeOutcomes] | None = None
+        self._validator: Callable[[int | None, int, int], EpisodeOutcomes] | None = None
         self._change_listener: Callable[[ParametersChanged], None] | None = None
         self._skill_events: Callable[[SkillEvent], None] | None = None
 
@@ -387,9 +388,14 @@ class RunContext:
         if self.pending_task_change is None:
             self.pending_task_change = (reason, task_id)
 
-    def validate(self, task_index: int, skill: int, episodes: int) -> EpisodeOutcomes:
+    def validate(self, task_index: int | None, skill: int, episodes: int) -> EpisodeOutcomes:
         """Play ``episodes`` validation episodes of task ``task_index`` (an index of
         :attr:`tasks`) with ``skill`` acting greedily, and return their outcomes.
+
+        ``task_index=None`` plays the task at hand without naming it, for task-agnostic
+        runs: during an evaluation (from :meth:`Component.on_eval_hidden_task_start`) the
+        task being evaluated, otherwise the task of the training window in progress, which
+        after a true change a detector has not seen yet is already the next task.
 
         A skill manager estimates what a skill set is worth with these (SLIM's
         leave-one-skill-out validation, CSP's search of the best combination). They do not
@@ -398,12 +404,13 @@ class RunContext:
         same at every call with the same arguments (each call replays the same starts).
 
         Raises:
-            RuntimeError: outside a run, or in a run without a skill manager.
+            RuntimeError: outside a run, in a run without a skill manager, or
+                ``task_index=None`` with no task at hand (before the first window).
             ValueError: ``task_index`` out of range or ``episodes`` not positive.
         """
         if self._validator is None:
             raise RuntimeError("validate is available inside a run with a skill manager")
-        if not 0 <= task_index < len(self.tasks):
+        if task_index is not None and not 0 <= task_index < len(self.tasks):
             raise ValueError(f"task_index {task_index} is not a task of the run")
         if episodes < 1:
             raise ValueError(f"episodes must be positive, got {episodes}")
@@ -668,6 +675,11 @@ class Component:
 
     def on_eval_task_end(self, ctx: RunContext, task: TaskInfo) -> None:
         """Evaluation of ``task`` has finished (e.g. restore the training weights)."""
+
+    def on_eval_hidden_task_start(self, ctx: RunContext) -> None:
+        """Task-agnostic runs: the evaluation of a task whose identity stays hidden is
+        about to start. ``ctx.validate(None, ...)`` plays episodes of that task, so a skill
+        manager can search for the skill to evaluate with (CSP's few-shot search)."""
 
     def on_eval(self, ctx: RunContext, records: tuple[EvalRecord, ...]) -> None:
         """One round of continual evaluation finished."""

@@ -10,6 +10,7 @@ Hook order within one run (task-aware; see :mod:`l2rl.core` for the whole loop):
           after_backward                 #   gradients exist, not yet applied
           after_update                   #   parameters changed
         on_eval_task_start / on_eval_task_end   # around each task's evaluation
+        on_eval_hidden_task_start        # task-agnostic: before each task's evaluation
         on_eval                          # all records of one evaluation round
         on_parameters_changed            # when a component reports a grown/shrunk learner
       on_task_end
@@ -46,6 +47,7 @@ class Hook(enum.StrEnum):
     AFTER_UPDATE = "after_update"
     EVAL_TASK_START = "on_eval_task_start"
     EVAL_TASK_END = "on_eval_task_end"
+    EVAL_HIDDEN_TASK_START = "on_eval_hidden_task_start"
     EVAL = "on_eval"
     TASK_END = "on_task_end"
     CONSOLIDATE = "on_consolidate"

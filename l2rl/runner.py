@@ -177,6 +177,7 @@ class Runner:
         self._inferred: TaskInfo | None = None
         self._inferred_ids = 0
         self._validated = 0  # validation episodes so far, and when the window opened
+        self._task_at_hand: int | None = None  # ctx.validate(None, ...) plays this task
         self._validated_at_window_start = 0
         # A skill manager picks the skill of every episode once the agent bound its service.
         self._skills = _bound_skills(self.hooks.components)
@@ -355,6 +356,7 @@ class Runner:
         ctx, agent, hooks = self.ctx, self.agent, self.hooks
         info = self._task_info(task_index, block)
         task_id = task_index if self.scenario.task_aware else None
+        self._task_at_hand = task_index
         if resumed is None:
             self.start_window(info)
         else:  # the window was opened before the checkpoint: its hooks have run
@@ -643,12 +645,15 @@ class Runner:
         for index, task in enumerate(self.scenario.tasks):
             info = self._task_info(index, block)
             task_id = index if aware else None
+            training_task, self._task_at_hand = self._task_at_hand, index
             if aware:
                 hooks.fire(Hook.EVAL_TASK_START, ctx, info)
-
+            else:
+                hooks.fire(Hook.EVAL_HIDDEN_TASK_START, ctx)
             outcome = self._play(index, task_id, None, self.evaluation.episodes, _EVAL_ENV)
             if aware:
                 hooks.fire(Hook.EVAL_TASK_END, ctx, info)
+            self._task_at_hand = training_task
             score = task.normalizer(outcome.returns, outcome.successes)
             if not math.isfinite(score):
                 raise ValueError(f"task {task.name!r}: normaliser returned {score}")
@@ -714,12 +719,15 @@ class Runner:
             return LEARNER_SKILL
         return int(self._skills.select(obs, task_id, evaluation))
 
-    def _validate(self, task_index: int, skill: int, episodes: int) -> EpisodeOutcomes:
+    def _validate(self, task_index: int | None, skill: int, episodes: int) -> EpisodeOutcomes:
         """:meth:`RunContext.validate`: greedy episodes of one skill, from the validation
         seed stream (the same starts at every call)."""
-        task_id = task_index if self.scenario.task_aware else None
+        index = self._task_at_hand if task_index is None else task_index
+        if index is None:
+            raise RuntimeError("validate(None, ...): no task at hand before the first window")
+        task_id = index if self.scenario.task_aware else None
         self._validated += episodes
-        return self._play(task_index, task_id, skill, episodes, _VALIDATION_ENV)
+        return self._play(index, task_id, skill, episodes, _VALIDATION_ENV)
 
     def _parameters_changed(self, change: ParametersChanged) -> None:
         """:meth:`RunContext.parameters_changed`: pick up the learners as they are now and

@@ -1,5 +1,5 @@
 """What the skill managers share: their role, the policy module the agent binds, their
-lifecycle events and their refusal of task-agnostic runs."""
+lifecycle events and the check for a task-aware run (SLIM's; CSP has a searched mode)."""
 
 from __future__ import annotations
 

@@ -448,6 +448,10 @@ class RecordingComponent(Component):
         """Record the call and the task just evaluated."""
         self._record("on_eval_task_end", task)
 
+    def on_eval_hidden_task_start(self, ctx: RunContext) -> None:
+        """Record the call (task-agnostic evaluation of an unnamed task)."""
+        self._record("on_eval_hidden_task_start")
+
     def on_eval(self, ctx: RunContext, records: tuple[EvalRecord, ...]) -> None:
         """Record the call and the evaluation records."""
         self._record("on_eval", records)

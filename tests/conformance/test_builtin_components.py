@@ -166,6 +166,28 @@ def test_skill_managers_pass_conformance(name: str) -> None:
     assert "state_dict[task-aware]" in report.passed
 
 
+def test_csp_passes_conformance_in_searched_mode_with_a_detector() -> None:
+    cls = registry.load("l2rl.components", "csp")
+    fifo, cusum = (registry.load("l2rl.components", n) for n in ("fifo", "cusum"))
+
+    def replay(env_spec: EnvSpec) -> Any:
+        return fifo(fifo.Config(capacity=64), env_spec)
+
+    def detector(env_spec: EnvSpec) -> Any:  # alarms at once: every inferred task is short
+        return cusum(cusum.Config(warmup=2, threshold=0.1, drift=0.0), env_spec)
+
+    report = check_component(
+        cls,
+        {"validation_episodes": 1, "candidates": 2, "score_every": 5},
+        agent_factory=dqn,
+        name="csp",
+        settings=("task-agnostic",),
+        companions=[replay, detector],
+    )
+    assert "skill parameters[task-agnostic]" in report.passed
+    assert "state_dict[task-agnostic]" in report.passed
+
+
 def test_the_kit_refuses_a_skill_manager_the_agent_never_binds() -> None:
     cls = registry.load("l2rl.components", "csp")
     with pytest.raises(Exception, match="never bound the skills service"):

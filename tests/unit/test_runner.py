@@ -165,8 +165,10 @@ def test_task_agnostic_runs_fire_no_task_hooks_and_give_no_task_ids() -> None:
     log: list[HookCall] = []
     run(scenario, make_components(scenario, log, {"rec": "custom"}), log=log)
 
-    window = ["on_step", "on_step", *UPDATE, "on_eval", "on_step", "on_step", *UPDATE, "on_eval"]
-    assert component_hooks(log) == ["on_run_start", "on_eval", *window, *window, "on_run_end"]
+    # each round: one hidden-task start per task evaluated (their names withheld)
+    rounds = ["on_eval_hidden_task_start", "on_eval_hidden_task_start", "on_eval"]
+    window = ["on_step", "on_step", *UPDATE, *rounds, "on_step", "on_step", *UPDATE, *rounds]
+    assert component_hooks(log) == ["on_run_start", *rounds, *window, *window, "on_run_end"]
     acts = [call.payload for call in log if call.hook == "act"]
     assert {task_id for task_id, _ in acts} == {None}
     assert {explore for _, explore in acts} == {True, False}  # training and evaluation

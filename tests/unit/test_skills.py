@@ -17,7 +17,7 @@ from l2rl.builder import build_run
 from l2rl.components.regularizers.l2 import L2Penalty
 from l2rl.components.regularizers.packnet import PackNetMasks
 from l2rl.components.skills.bank import FailureCounter, SkillBank
-from l2rl.components.skills.csp import CSP, keeps_anchor, mix
+from l2rl.components.skills.csp import CSP, SEARCHED_SKILL, keeps_anchor, mix
 from l2rl.components.skills.slim import SLIM
 from l2rl.config import ConfigError, PluginConfig, parse_config
 from l2rl.core import Component, RunContext
@@ -389,6 +389,154 @@ def test_csp_trains_the_newest_anchor_through_a_dirichlet_mix() -> None:
     assert mix([{"w": torch.ones(1)}, {"w": 3 * torch.ones(1)}], torch.tensor([0.5, 0.5]))[
         "w"
     ].item() == pytest.approx(2.0)
+
+
+# --- CSP, searched mode (task-agnostic) -------------------------------------------------
+def _searched_csp(returns_by_alpha: Any) -> tuple[CSP, Any, list[Any], list[Any]]:
+    """A CSP in searched mode whose validation on the task at hand returns
+    ``returns_by_alpha(alpha of the skill played)``; every validate call is logged."""
+    csp, ctx, events = _csp(returns_by_alpha)
+    csp.config = CSP.Config(candidates=4, validation_episodes=1, score_every=10)
+    calls: list[Any] = []
+
+    def validate(task: int | None, skill: int, episodes: int) -> EpisodeOutcomes:
+        calls.append(task)
+        value = float(returns_by_alpha(csp.alphas[skill]))
+        return EpisodeOutcomes(np.array([value]), np.zeros(1, dtype=bool))
+
+    ctx = cast(Any, ctx)
+    ctx.validate = validate
+    ctx.env_spec = SimpleNamespace(task_aware=False)
+    ctx.infers_tasks, ctx.seed, ctx.task = True, 0, None
+    csp.on_run_start(ctx)
+    return csp, ctx, events, calls
+
+
+def _inferred(index: int, start: int) -> TaskInfo:
+    return TaskInfo(index, f"inferred-{index}", index, index + 1, start, inferred=True)
+
+
+def _train_inferred(csp: CSP, ctx: Any, index: int, start: int, steps: int) -> None:
+    """Open inferred task ``index`` at ``start``, step ``steps`` times, close it."""
+    ctx.task = _inferred(index, start)
+    ctx.global_step = start
+    csp.on_task_start(ctx, ctx.task)
+    for _ in range(steps):
+        ctx.global_step += 1
+        csp.on_step(ctx, cast(Any, None))
+    csp.on_task_end(ctx, ctx.task)
+
+
+def test_csp_searched_mode_decides_from_the_task_at_hand_alone() -> None:
+    # returns: 1 + the newest anchor's weight, once there are two anchors; else 1
+    csp, ctx, events, calls = _searched_csp(
+        lambda alpha: 1.0 + float(alpha[-1]) if len(alpha) > 1 else 1.0
+    )
+    _train_inferred(csp, ctx, 0, start=0, steps=25)  # scored at steps 10 and 20
+    assert calls and set(calls) == {None}  # never a task index: the task at hand only
+    assert events[-1].event == "keep-anchor" and len(csp.anchors) == 1
+    _train_inferred(csp, ctx, 1, start=25, steps=12)  # R_old 1.0 at the start, R_new at 35
+    assert events[-1].event == "keep-anchor" and len(csp.anchors) == 2
+    assert csp.alphas[1].tolist() == [0.0, 1.0]  # the new vertex scored best (2.0)
+    assert set(calls) == {None}
+
+
+def test_csp_searched_mode_prunes_without_a_gain_or_without_a_score() -> None:
+    csp, ctx, events, _ = _searched_csp(lambda alpha: 1.0)  # no combination is better
+    _train_inferred(csp, ctx, 0, start=0, steps=3)  # too short to score: first anchor kept
+    assert events[-1].event == "keep-anchor" and math.isnan(events[-1].delta)
+    _train_inferred(csp, ctx, 1, start=3, steps=15)  # scored: 1.0 vs 1.0, no 10% gain
+    assert events[-1].event == "prune-anchor" and len(csp.anchors) == 1
+    _train_inferred(csp, ctx, 2, start=18, steps=5)  # a false alarm, never scored
+    assert events[-1].event == "prune-anchor" and math.isnan(events[-1].delta)
+    assert csp.alphas[2].tolist() == [1.0]  # it plays the old subspace's best
+
+
+def test_csp_searched_mode_evaluates_with_the_best_combination_for_the_hidden_task() -> None:
+    # the hidden task rewards the first anchor: the search must find the vertex [1, 0]
+    csp, ctx, _, calls = _searched_csp(lambda alpha: float(alpha[0]))
+    csp.anchors = [{"weight": torch.zeros(1, 1)}]
+    csp.alphas = {0: torch.tensor([1.0])}
+    csp.on_eval_hidden_task_start(ctx)
+    assert csp.select(np.zeros(1), None, evaluation=True) == SEARCHED_SKILL
+    assert csp.alphas[SEARCHED_SKILL].tolist() == [1.0, 0.0]
+    assert len(calls) == 1 + 4 + 1  # the stored combination, 4 candidates, the vertex
+    assert csp.select(np.zeros(1), None, evaluation=False) == LEARNER_SKILL
+    live = {"weight": torch.ones(1, 1)}
+    assert csp.parameters(SEARCHED_SKILL, live)["weight"].item() == 0.0  # anchor 0 alone
+
+
+def test_csp_searched_mode_state_round_trip() -> None:
+    csp, ctx, _, _ = _searched_csp(lambda alpha: float(alpha[-1]))
+    _train_inferred(csp, ctx, 0, start=0, steps=12)
+    ctx.task = _inferred(1, 12)
+    csp.on_task_start(ctx, ctx.task)
+    ctx.global_step = 22
+    csp.on_step(ctx, cast(Any, None))
+    again, _, _, _ = _searched_csp(lambda alpha: 0.0)
+    again.load_state_dict(csp.state_dict())
+    assert again.searched_mode and again.next_score == csp.next_score == 32
+    assert again.old_best is not None and csp.old_best is not None
+    assert again.old_best[1] == csp.old_best[1]
+    assert again.new_best is not None and csp.new_best is not None
+    assert torch.equal(again.new_best[0], csp.new_best[0])
+
+
+DETECTOR = {"statistic": "loss", "loss_key": "loss_td", "warmup": 10, "threshold": 5.0}
+
+
+def _searched_run(tmp_path: Path, detector: bool = True) -> dict[str, Any]:
+    components: list[dict[str, Any]] = [
+        {"name": "csp", "options": {"candidates": 2, "validation_episodes": 1, "score_every": 100}}
+    ]
+    if detector:
+        components.insert(0, {"name": "cusum", "options": DETECTOR})
+    config = tiny_run_config(
+        tmp_path / "runs",
+        steps_per_task=400,
+        name="searched",
+        components=components,
+        agent={"name": "dqn", "options": {"learning_starts": 50, "batch_size": 16}},
+        evaluation={"every": 100, "episodes": 2},
+    )
+    config["scenario"]["task_aware"] = False
+    return config
+
+
+def test_csp_needs_a_detector_in_a_task_agnostic_run(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="needs a task-change detector"):
+        run_experiment(parse_config(_searched_run(tmp_path, detector=False)))
+
+
+def test_a_searched_csp_run_resumes_exactly(tmp_path: Path) -> None:
+    data = _searched_run(tmp_path)
+    data["checkpoint_every"] = 100
+    whole = run_experiment(parse_config(data)).directory / "seed_0"
+    events = [json.loads(line) for line in (whole / "skill_events.jsonl").open()]
+    changes = (whole / "task_changes.jsonl").read_text().splitlines()
+    assert changes and len(events) == len(changes) + 1  # one decision per inferred task
+    assert {e["event"] for e in events} <= {"keep-anchor", "prune-anchor"}
+    windows = [json.loads(line) for line in (whole / "windows.jsonl").open()]
+    assert all(w["validation_episodes"] > 0 for w in windows)  # searches ran in each window
+    with interrupted_at(300), pytest.raises(Interrupted):  # inside the second window
+        run_experiment(parse_config(data))
+    (cut,) = [d for d in (tmp_path / "runs").glob("searched-*") if d != whole.parent]
+    resume_experiment(cut)
+    for name in ("evals.jsonl", "skill_events.jsonl", "metrics.json", "windows.jsonl"):
+        assert (cut / "seed_0" / name).read_text() == (whole / name).read_text(), name
+
+
+def test_validate_none_plays_the_task_at_hand(tmp_path: Path) -> None:
+    built = build_run(parse_config(_searched_run(tmp_path)), seed=0)
+    runner = Runner(built.scenario, built.agent, built.components, built.evaluation, 0)
+    runner._eval_envs = [[t.make_env()] for t in built.scenario.tasks]
+    with pytest.raises(RuntimeError, match="no task at hand"):
+        runner.ctx.validate(None, LEARNER_SKILL, 1)
+    named = [runner.ctx.validate(i, LEARNER_SKILL, 3).returns.tolist() for i in (0, 1)]
+    assert named[0] != named[1]  # the two tasks play differently from these starts
+    for index in (0, 1):
+        runner._task_at_hand = index
+        assert runner.ctx.validate(None, LEARNER_SKILL, 3).returns.tolist() == named[index]
 
 
 # --- regularizers follow a changed layout -----------------------------------------------
