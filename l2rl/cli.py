@@ -13,11 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from l2rl import registry
-from l2rl.config import ConfigError, load_config
 from l2rl.dirlock import DirectoryLockedError
 from l2rl.hooks import ComponentError, HookRegistrationError
-from l2rl.logging.files import CorruptRecordsError
-from l2rl.progress import hidden
 
 _EPILOG = """examples:
   l2rl run experiments/default.yaml
@@ -68,15 +65,22 @@ class _SeedsAction(argparse.Action):
         namespace.overrides_after_seeds = tokens[split:]
 
 
-_BAD_INPUT: tuple[type[Exception], ...] = (
-    ConfigError,
-    registry.UnknownPluginError,
-    registry.PluginLoadError,
-    HookRegistrationError,
-    FileNotFoundError,
-    DirectoryLockedError,
-)
-"""Errors in what the user gave (exit status 2)."""
+def _bad_input() -> tuple[type[Exception], ...]:
+    """Errors in what the user gave (exit status 2).
+
+    Looked up when an error is caught, like :func:`_run_failed`: ``l2rl --help`` and
+    ``l2rl list`` do not pay for importing pydantic and numpy.
+    """
+    from l2rl.config import ConfigError
+
+    return (
+        ConfigError,
+        registry.UnknownPluginError,
+        registry.PluginLoadError,
+        HookRegistrationError,
+        FileNotFoundError,
+        DirectoryLockedError,
+    )
 
 
 def _run_failed() -> tuple[type[Exception], ...]:
@@ -85,6 +89,7 @@ def _run_failed() -> tuple[type[Exception], ...]:
     Looked up when an error is caught, by when the runner (and torch) is imported anyway:
     ``l2rl --help`` and ``l2rl metrics`` do not pay torch's import.
     """
+    from l2rl.logging.files import CorruptRecordsError
     from l2rl.runner import NonFiniteError
 
     return (ComponentError, NonFiniteError, CorruptRecordsError)
@@ -151,7 +156,16 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("experiment_dir", type=Path)
     resume.add_argument("--no-progress", action="store_true", help="hide the progress display")
 
-    sub.add_parser("list", parents=[debug], help="list registered agents, components and scenarios")
+    listing = sub.add_parser(
+        "list",
+        parents=[debug],
+        help="list registered agents, components and scenarios",
+        description="List every registered plugin; one whose module is missing is flagged "
+        "broken. --check imports each plugin, so it also flags one whose import fails.",
+    )
+    listing.add_argument(
+        "--check", action="store_true", help="import every plugin (slower: loads torch)"
+    )
 
     metrics = sub.add_parser(
         "metrics",
@@ -180,23 +194,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _list(console: Console) -> None:
-    """One table per plugin group; a plugin whose entry point fails to import is shown as
-    broken, with the import error."""
+def _list(console: Console, check: bool) -> None:
+    """One table per plugin group; a plugin whose module is missing (``check``: whose
+    import fails) is shown as broken, with the error. Without ``check`` nothing is
+    imported, so the status of a found module is "found", not "ok"."""
     for group in registry.GROUPS:
-        errors = registry.import_errors(group)
+        errors = registry.import_errors(group) if check else registry.missing_modules(group)
+        fine = "ok" if check else "found"
         table = Table(title=group)
         table.add_column("name")
         table.add_column("provided by")
         table.add_column("status")
         for name, target in registry.describe(group).items():
-            table.add_row(name, target, "[red]broken[/red]" if name in errors else "ok")
+            table.add_row(name, target, "[red]broken[/red]" if name in errors else fine)
         console.print(table)
         for name, error in errors.items():  # in full, never cut to the terminal's width
             console.print(f"{group} {name!r} is broken: {error}", markup=False, soft_wrap=True)
 
 
 def _run(args: argparse.Namespace, console: Console) -> None:
+    from l2rl.config import ConfigError, load_config
     from l2rl.experiment import new_experiment_dir, resumable_on_interrupt, run_experiment
     from l2rl.report import print_metrics
     from l2rl.sweep import run_sweep
@@ -228,6 +245,7 @@ def _run(args: argparse.Namespace, console: Console) -> None:
 
 
 def _sweep(args: argparse.Namespace, console: Console) -> None:
+    from l2rl.config import ConfigError
     from l2rl.experiment import resumable_on_interrupt
     from l2rl.logging.files import atomic_write_json
     from l2rl.sweep import run_sweep
@@ -286,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         resume = f"; l2rl resume {directory} finishes the run" if directory else ""
         print(f"l2rl: interrupted, every record so far is kept{resume}", file=sys.stderr)
         return 130
-    except _BAD_INPUT as err:
+    except _bad_input() as err:
         print(f"l2rl: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:
@@ -302,11 +320,13 @@ def _command(args: argparse.Namespace, console: Console) -> int:
         _run(args, console)
     elif args.command == "check":
         from l2rl.builder import check_config
+        from l2rl.config import load_config
 
         check_config(load_config(args.config, args.overrides))
         console.print(f"{args.config}: ok")
     elif args.command == "resume":
         from l2rl.experiment import resume_experiment
+        from l2rl.progress import hidden
         from l2rl.report import print_metrics
 
         if not (args.experiment_dir / "config.yaml").is_file():
@@ -315,7 +335,7 @@ def _command(args: argparse.Namespace, console: Console) -> int:
             result = resume_experiment(args.experiment_dir)
         print_metrics(result.directory, console)
     elif args.command == "list":
-        _list(console)
+        _list(console, args.check)
     elif args.command == "sweep":
         _sweep(args, console)
     elif args.command == "report":

@@ -9,6 +9,7 @@ Three groups: ``l2rl.agents`` (an :class:`~l2rl.core.Agent` subclass), ``l2rl.co
 from __future__ import annotations
 
 import difflib
+import importlib.util
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Literal
 
@@ -47,6 +48,22 @@ def available(group: Group) -> list[str]:
 def describe(group: Group) -> dict[str, str]:
     """``name -> 'module:attr'`` for every plugin in ``group``."""
     return {name: ep.value for name, ep in sorted(_entry_points(group).items())}
+
+
+def missing_modules(group: Group) -> dict[str, str]:
+    """``name -> error`` for every plugin in ``group`` whose module cannot be found, found
+    without importing it (only its parent packages are imported), so listing stays fast;
+    a module that exists but fails to import is caught by :func:`import_errors` only."""
+    errors: dict[str, str] = {}
+    for name, ep in sorted(_entry_points(group).items()):
+        try:
+            found = importlib.util.find_spec(ep.module) is not None
+        except (ImportError, ValueError) as exc:  # a parent package is missing or broken
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        if not found:
+            errors[name] = f"ModuleNotFoundError: No module named {ep.module!r}"
+    return errors
 
 
 def import_errors(group: Group) -> dict[str, str]:

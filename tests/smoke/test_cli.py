@@ -244,7 +244,46 @@ def test_list_shows_plugins_that_fail_to_import_as_broken(
     )
     rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("│")}
     assert "broken" in rows["half-written"]
-    assert "ok" in rows["dqn"] and "broken" not in rows["dqn"]
+    assert "found" in rows["dqn"] and "broken" not in rows["dqn"]
+
+
+def test_list_check_imports_each_plugin_and_flags_a_failing_import(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from importlib.metadata import EntryPoint
+
+    from l2rl import registry
+
+    (tmp_path / "l2rl_test_fails_on_import.py").write_text("raise ImportError('needs jax')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    real = registry.entry_points
+    failing = EntryPoint("fails", "l2rl_test_fails_on_import:Agent", "l2rl.agents")
+
+    def with_failing(*, group: str) -> list[EntryPoint]:
+        found = list(real(group=group))
+        return [*found, failing] if group == "l2rl.agents" else found
+
+    monkeypatch.setattr(registry, "entry_points", with_failing)
+    assert main(["list"]) == 0  # the module exists: found, not imported
+    rows = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if "│" in line}
+    assert "found" in rows["fails"]
+    assert main(["list", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "l2rl.agents 'fails' is broken: ImportError: needs jax" in out
+    rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("│")}
+    assert "ok" in rows["dqn"] and "broken" in rows["fails"]
+
+
+def test_list_imports_neither_torch_nor_gymnasium() -> None:
+    # what keeps `l2rl list` under 0.5 s (benchmarks/cli_startup.py)
+    probe = (
+        "import sys\n"
+        "from l2rl.cli import main\n"
+        "main(['list'])\n"
+        "print(sorted({'torch', 'gymnasium'} & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_help_imports_neither_torch_nor_gymnasium() -> None:
