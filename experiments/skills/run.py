@@ -129,8 +129,8 @@ def _seconds(seed_dirs: list[Path]) -> float:
 GRID = Grid(
     folder=HERE,
     title="Skill-lifecycle managers (SLIM, CSP) vs fine-tuning and reservoir replay",
-    scenarios=("cartpole-variants",),
-    available=("cartpole-variants",),
+    scenarios=("cartpole-variants", "minigrid-sequence"),
+    available=("cartpole-variants", "minigrid-sequence"),
     baseline="fine-tuning",
     reference="fine-tuning's DQN",
     regenerate=(
