@@ -221,21 +221,26 @@ def test_resume_accepts_no_progress(
     assert "cw_forgetting" in capsys.readouterr().out
 
 
-def test_list_shows_plugins_that_fail_to_import_as_broken(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _register_agent(monkeypatch: pytest.MonkeyPatch, name: str, target: str) -> None:
+    """Add an ``l2rl.agents`` entry point ``name`` -> ``target`` for this test."""
     from importlib.metadata import EntryPoint
 
     from l2rl import registry
 
     real = registry.entry_points
-    broken = EntryPoint("half-written", "no_such_module_l2rl_test:Agent", "l2rl.agents")
+    extra = EntryPoint(name, target, "l2rl.agents")
 
-    def with_broken(*, group: str) -> list[EntryPoint]:
+    def with_extra(*, group: str) -> list[EntryPoint]:
         found = list(real(group=group))
-        return [*found, broken] if group == "l2rl.agents" else found
+        return [*found, extra] if group == "l2rl.agents" else found
 
-    monkeypatch.setattr(registry, "entry_points", with_broken)
+    monkeypatch.setattr(registry, "entry_points", with_extra)
+
+
+def test_list_shows_plugins_that_fail_to_import_as_broken(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _register_agent(monkeypatch, "half-written", "no_such_module_l2rl_test:Agent")
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert (
@@ -250,20 +255,9 @@ def test_list_shows_plugins_that_fail_to_import_as_broken(
 def test_list_check_imports_each_plugin_and_flags_a_failing_import(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from importlib.metadata import EntryPoint
-
-    from l2rl import registry
-
     (tmp_path / "l2rl_test_fails_on_import.py").write_text("raise ImportError('needs jax')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    real = registry.entry_points
-    failing = EntryPoint("fails", "l2rl_test_fails_on_import:Agent", "l2rl.agents")
-
-    def with_failing(*, group: str) -> list[EntryPoint]:
-        found = list(real(group=group))
-        return [*found, failing] if group == "l2rl.agents" else found
-
-    monkeypatch.setattr(registry, "entry_points", with_failing)
+    _register_agent(monkeypatch, "fails", "l2rl_test_fails_on_import:Agent")
     assert main(["list"]) == 0  # the module exists: found, not imported
     rows = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if "│" in line}
     assert "found" in rows["fails"]
@@ -274,25 +268,14 @@ def test_list_check_imports_each_plugin_and_flags_a_failing_import(
     assert "ok" in rows["dqn"] and "broken" in rows["fails"]
 
 
-def test_list_imports_neither_torch_nor_gymnasium() -> None:
-    # what keeps `l2rl list` under 0.5 s (benchmarks/cli_startup.py)
-    probe = (
-        "import sys\n"
-        "from l2rl.cli import main\n"
-        "main(['list'])\n"
-        "print(sorted({'torch', 'gymnasium'} & set(sys.modules)))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
-
-
-def test_help_imports_neither_torch_nor_gymnasium() -> None:
-    # what makes `l2rl --help` start in a fraction of a second (torch alone takes seconds)
+@pytest.mark.parametrize("command", [["--help"], ["list"]])
+def test_help_and_list_import_neither_torch_nor_gymnasium(command: list[str]) -> None:
+    # what keeps both under 0.5 s (benchmarks/cli_startup.py; torch alone takes seconds)
     probe = (
         "import sys\n"
         "from l2rl.cli import main\n"
         "try:\n"
-        "    main(['--help'])\n"
+        f"    main({command!r})\n"
         "except SystemExit:\n"
         "    pass\n"
         "print(sorted({'torch', 'gymnasium'} & set(sys.modules)))\n"
